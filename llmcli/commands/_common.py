@@ -1,0 +1,71 @@
+"""Pieces shared by the subcommands: the -m/--model option, reading user text, and
+making untrusted strings (model metadata, model output) safe to show on a terminal."""
+import os
+import re
+import sys
+
+import click
+
+DEFAULT_MODEL = "smollm2"
+
+
+def model_option(func):
+    """-m/--model NAME_OR_PATH: a registry name (see `llm models list`) or a .gguf path."""
+    return click.option(
+        "-m", "--model", "model", default=lambda: os.environ.get("LLMCLI_MODEL", DEFAULT_MODEL),
+        show_default="smollm2, or $LLMCLI_MODEL",
+        help="Registry name (see `llm models list`) or path to a .gguf file.",
+    )(func)
+
+
+def resolve_model(name_or_path):
+    """Registry name or path -> local .gguf path, pulling a registry model if missing
+    (with a one-line notice on stderr). Raises ModelError with what to do otherwise."""
+    from llmcli import models
+
+    return models.ensure_local(name_or_path, quiet=False)
+
+
+# C0 controls except tab/newline, DEL, and C1 controls: ESC starts CSI/OSC sequences
+# (screen clears, OSC 8 links, OSC 52 clipboard writes), so none may reach a terminal raw.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_control(text, keep_newlines=True):
+    """Replace control characters by visible escapes (\\x1b, \\u009b...)."""
+    def visible(match):
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    text = _CONTROL.sub(visible, text)
+    if not keep_newlines:
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+    return text
+
+
+def terminal_safe(text, stream=None, raw=False):
+    """Text as it may be written to `stream`: escaped when it is a terminal, unless raw."""
+    stream = stream or sys.stdout
+    if raw or not _isatty(stream):
+        return text
+    return escape_control(text)
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def read_stdin_text(errors="strict"):
+    """All of stdin as text. Invalid UTF-8 is an InputError naming the byte offset,
+    unless errors='replace'."""
+    from llmcli.errors import InputError
+
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"stdin is not valid UTF-8 (byte offset {exc.start}); "
+                         "use --errors replace to substitute U+FFFD") from None
