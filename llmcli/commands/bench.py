@@ -5,8 +5,6 @@ tg N: from a cache holding one token, N single-token evals -> N / seconds.
 Each figure is the mean ± sd over -r repetitions, after one untimed warm-up.
 """
 import json
-import statistics
-import time
 
 import click
 
@@ -26,7 +24,7 @@ def _int_list(ctx, param, value):
 @click.command()
 @model_option
 @click.option("-p", "--n-prompt", default="512", show_default=True, callback=_int_list,
-              help="Prompt lengths to prefill (comma-separated; 0 skips pp).")
+              help="Prompt lengths to prefill (comma-separated).")
 @click.option("-n", "--n-gen", default="128", show_default=True, callback=_int_list,
               help="Numbers of tokens to decode (comma-separated).")
 @click.option("-t", "--threads", default="2", show_default=True, callback=_int_list,
@@ -39,6 +37,7 @@ def bench(model, n_prompt, n_gen, threads, repetitions, fmt):
     """Measure prefill (pp) and decode (tg) tokens/s, like llama-bench."""
     from llmcli import _kernels
     from llmcli.model import load
+    from llmcli.speed import tokens_per_second
 
     path = resolve_model(model)
     n_ctx = max(max(n_prompt), max(n_gen) + 1) + 1
@@ -46,49 +45,16 @@ def bench(model, n_prompt, n_gen, threads, repetitions, fmt):
     results = []
     for n_threads in threads:
         _kernels.set_threads(n_threads)
-        for n in n_prompt:
-            results.append(_measure(llm, "pp", n, n_threads, repetitions, _time_prefill))
-        for n in n_gen:
-            results.append(_measure(llm, "tg", n, n_threads, repetitions, _time_decode))
+        for test, sizes in (("pp", n_prompt), ("tg", n_gen)):
+            for n in sizes:
+                row = tokens_per_second(llm, test, n, llm.config.n_vocab, repetitions)
+                results.append({**row, "threads": n_threads})
     info = {"model": llm.name, "path": str(path), "size_bytes": path.stat().st_size,
             "arch": llm.config.arch, "kernels": _kernels.kernel_path()}
     if fmt == "json":
         click.echo(json.dumps({**info, "results": results}, indent=2))
     else:
         _print_table(info, results)
-
-
-def _sample_ids(llm, n):
-    """Deterministic ordinary token ids (skipping the first 256: specials and bytes)."""
-    span = max(1, llm.config.n_vocab - 256)
-    return [256 + (i * 7919) % span for i in range(n)]
-
-
-def _time_prefill(llm, n):
-    ids = _sample_ids(llm, n)
-    llm.reset()
-    start = time.perf_counter()
-    llm.eval(ids)
-    return time.perf_counter() - start
-
-
-def _time_decode(llm, n):
-    ids = _sample_ids(llm, n + 1)
-    llm.reset()
-    llm.eval(ids[:1])
-    start = time.perf_counter()
-    for token in ids[1:]:
-        llm.eval([token])
-    return time.perf_counter() - start
-
-
-def _measure(llm, test, n, n_threads, repetitions, timer):
-    timer(llm, min(n, 16))  # warm-up: page in weights, start the thread pool
-    speeds = [n / timer(llm, n) for _ in range(repetitions)]
-    return {"test": f"{test}{n}", "threads": n_threads, "n_tokens": n,
-            "tokens_per_s": statistics.fmean(speeds),
-            "sd": statistics.stdev(speeds) if len(speeds) > 1 else 0.0,
-            "samples": speeds}
 
 
 def _print_table(info, results):
