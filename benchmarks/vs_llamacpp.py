@@ -37,8 +37,8 @@ class LlamaCppEngine:
         self.n_vocab = self.llm.n_vocab()
 
     def reset(self):
+        # Rewinds the token count; the next eval drops cache entries past it.
         self.llm.reset()
-        self.llm._ctx.memory_clear(True) if hasattr(self.llm._ctx, "memory_clear") else None
 
     def eval(self, ids):
         self.llm.eval(ids)
