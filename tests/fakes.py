@@ -7,6 +7,7 @@ Model: the logits at each position are a function of every id in the cache (so a
 truncated and re-extended must give the same logits as a fresh run), chosen by a rule.
 """
 import codecs
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -95,8 +96,8 @@ class FakeModel:
     for the next token. Records each eval() call's length in `eval_calls`; raises
     KeyboardInterrupt on eval call number `interrupt_on_eval` (1-based) if set."""
 
-    def __init__(self, rule, n_ctx=64, tokenizer=None, name="fake"):
-        self.rule = rule
+    def __init__(self, rule, n_ctx=64, tokenizer=None, name="fake", delay=0.0):
+        self.rule, self.delay = rule, delay
         self.n_ctx = n_ctx
         self.tokenizer = tokenizer or FakeTokenizer()
         self.config = FakeConfig()
@@ -121,6 +122,8 @@ class FakeModel:
             raise ContextOverflowError(
                 f"{self.n_past} + {len(ids)} tokens exceed the context of {self.n_ctx}")
         self.eval_calls.append(len(ids))
+        if self.delay:
+            time.sleep(self.delay)   # a slow model, for signal and pipe tests
         if self.interrupt_on_eval == len(self.eval_calls):
             self.cache.extend(ids[: max(1, len(ids) // 2)])   # a half-written cache
             raise KeyboardInterrupt
@@ -160,6 +163,17 @@ def scripted_rule(reply, after, then=EOS):
             target = reply_ids[j] if j < len(reply_ids) else then
         logits[(target + 1) % N_VOCAB] = 8.0
         logits[target] = 10.0
+        return logits
+    return rule
+
+
+def cycling_rule(text):
+    """The next token is byte `len(cache) % len(text)` of text: endless, no EOS."""
+    data = text.encode("utf-8")
+
+    def rule(cache):
+        logits = np.zeros(N_VOCAB, dtype=np.float32)
+        logits[data[len(cache) % len(data)]] = 10.0
         return logits
     return rule
 
