@@ -95,7 +95,7 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
               callback=_number_check("-n/--max-tokens", lambda x: x >= 1,
                                      "an integer >= 1"),
               help="Stop after this many generated tokens.", **_env("MAX_TOKENS"))
-@click.option("--stop", "stops", multiple=True, callback=_stops_check,
+@click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
               help="Stop when the output would contain STRING (not printed); repeatable.")
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
               **_env("IGNORE_EOS"))
