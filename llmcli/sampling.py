@@ -129,7 +129,7 @@ def top_p(cands, p):
         if cumulative[-1] >= p or width == n:
             n_keep = min(int(np.searchsorted(cumulative, p)) + 1, len(head))
             return cands.take(head[:n_keep])
-        width = min(n, width * 4)
+        width = n if width * 8 > n // 4 else width * 8
 
 
 def min_p(cands, p):
@@ -158,10 +158,9 @@ def _most_likely(values, count):
     """Indices of the `count` largest values, largest first; ties by lower index so the
     order (and hence a seeded draw) never depends on how argpartition broke them."""
     n = len(values)
-    if count < n:
-        head = np.argpartition(values, n - count)[n - count:]
-    else:
-        head = np.arange(len(values))
+    if count >= n:
+        return np.argsort(-values, kind="stable")
+    head = np.argpartition(values, n - count)[n - count:]
     return head[np.lexsort((head, -values[head]))]
 
 
@@ -179,9 +178,10 @@ class SamplerSettings:
 
 
 class Draw:
-    """One step's outcome: the token and the distribution it was drawn from, as ids and
-    probabilities sorted most likely first (they sum to 1). For greedy sampling the
-    distribution is the filtered candidates at temperature 1, computed only if asked."""
+    """One step's outcome: the token and the distribution it was drawn from (ids and
+    probabilities summing to 1). For greedy sampling the distribution is the filtered
+    candidates at temperature 1, computed only if asked. Sorting, too, happens only when
+    asked: `top(k)` selects, `ids`/`probs` sort everything, most likely first."""
 
     def __init__(self, token, ids=None, probs=None, make_candidates=None):
         self.token = token
@@ -192,31 +192,37 @@ class Draw:
     def greedy(self):
         return self._make_candidates is not None
 
+    def _unsorted(self):
+        if self._ids is None:
+            cands = self._make_candidates()
+            self._ids, self._probs = cands.token_ids(), softmax(cands.logits)
+        return self._ids, self._probs
+
     @cached_property
-    def _distribution(self):
-        if self._ids is not None:
-            return self._ids, self._probs
-        cands = self._make_candidates()
-        probs = softmax(cands.logits)
+    def _sorted(self):
+        ids, probs = self._unsorted()
         order = _most_likely(probs, len(probs))
-        return cands.token_ids()[order], probs[order]
+        return ids[order], probs[order]
 
     @property
     def ids(self):
-        return self._distribution[0]
+        return self._sorted[0]
 
     @property
     def probs(self):
-        return self._distribution[1]
+        return self._sorted[1]
 
     def prob_of(self, token):
         """Probability of `token` in this distribution (0.0 when filtered out)."""
-        where = np.flatnonzero(self.ids == token)
-        return float(self.probs[where[0]]) if len(where) else 0.0
+        ids, probs = self._unsorted()
+        where = np.flatnonzero(ids == token)
+        return float(probs[where[0]]) if len(where) else 0.0
 
     def top(self, k):
-        """The k most likely (id, probability) pairs."""
-        return [(int(i), float(p)) for i, p in zip(self.ids[:k], self.probs[:k])]
+        """The k most likely (id, probability) pairs, most likely first."""
+        ids, probs = self._unsorted()
+        head = _most_likely(probs, min(k, len(probs)))
+        return [(int(ids[i]), float(probs[i])) for i in head]
 
 
 class Sampler:
@@ -240,9 +246,12 @@ class Sampler:
             self.last = Draw(token, make_candidates=lambda: self._filter(logits, seen))
             return token
         cands = self._filter(logits, seen)
+        if cands.ids is not None:
+            # Draw over the candidates in id order: top-k leaves them in whatever order
+            # argpartition chose, and the seeded outcome must not depend on that.
+            cands = cands.take(np.argsort(cands.ids))
         probs = apply_temperature(cands, s.temperature)
-        order = _most_likely(probs, len(probs))
-        ids, probs = cands.token_ids()[order], probs[order]
+        ids = cands.token_ids()
         token = int(ids[draw(probs, self.rng)])
         self.last = Draw(token, ids=ids, probs=probs)
         return token
