@@ -317,7 +317,8 @@ def _check_alternation(messages, first):
     for i, message in enumerate(messages):
         expected = "user" if i % 2 == 0 else "assistant"
         if message["role"] != expected:
-            raise ValueError(f"messages[{i + first}]: expected a {expected} message, "
+            article = "a" if expected == "user" else "an"
+            raise ValueError(f"messages[{i + first}]: expected {article} {expected} message, "
                              f"not {message['role']!r} (turns alternate user, assistant)")
     if len(messages) % 2:
         raise ValueError(f"messages[{len(messages) - 1 + first}]: the last user message "
