@@ -91,6 +91,23 @@ def test_block_and_type_sizes_match_gguf(qtype):
     assert (K.block_size(int(qtype)), K.type_size(int(qtype))) == gguf.GGML_QUANT_SIZES[qtype]
 
 
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES + FLOAT_TYPES + [Q.Q8_K])
+def test_block_and_type_sizes_match_llmcli_quants(qtype):
+    from llmcli.quants import BLOCK_FORMATS, GGMLType
+
+    fmt = GGMLType(int(qtype))
+    assert (K.block_size(int(fmt)), K.type_size(int(fmt))) == BLOCK_FORMATS[fmt]
+
+
+def test_q8_1_keeps_float_scale_and_sum():
+    """Q8_1 is only an activation format and never reaches a file: we keep d and s as
+    floats (40 bytes, gguf-py's size) where ggml uses halves (36, llmcli.quants' entry),
+    so the min term m*s is not rounded to 11 bits."""
+    from llmcli.quants import BLOCK_FORMATS, GGMLType
+
+    assert K.type_size(int(Q.Q8_1)) == BLOCK_FORMATS[GGMLType.Q8_1][1] + 4
+
+
 def test_unknown_type_is_rejected():
     with pytest.raises(ValueError, match="GGML type 10"):  # Q2_K: no kernels
         K.block_size(10)
