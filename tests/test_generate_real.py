@@ -12,7 +12,7 @@ import pytest
 
 import llmcli
 from llmcli import chat, sampling
-from llmcli.generate import generate
+from llmcli.generate import common_prefix_length, generate
 
 from golden import metrics
 
@@ -84,16 +84,9 @@ def test_kv_cache_reuse_gives_the_same_continuation(smollm2):
     chunks = list(generate(smollm2, second, sampling.make_sampler(temperature=0),
                            max_tokens=8, ignore_eos=True, cached_ids=cached))
     assert [c.token for c in chunks] == fresh
-    shared = chat_common_prefix = sum(1 for _ in _common_prefix(first, second))
-    assert chunks[-1].stats.prefill_tokens == len(second) - chat_common_prefix
+    shared = common_prefix_length(first, second)
     assert shared > 10      # both start with the same system prompt
-
-
-def _common_prefix(a, b):
-    for x, y in zip(a, b):
-        if x != y:
-            return
-        yield x
+    assert chunks[-1].stats.prefill_tokens == len(second) - shared
 
 
 def test_seeded_sampling_is_reproducible(smollm2):
