@@ -9,7 +9,8 @@ import sys
 import click
 
 from llmcli.commands._common import model_option
-from llmcli.commands._options import runtime_options, sampling_options
+from llmcli.commands._options import (max_tokens_option, runtime_options,
+                                      sampler_options)
 
 CHAT_HELP = """Chat with an instruct model; replies stream to stdout.
 
@@ -52,7 +53,8 @@ COMMANDS_HELP = """\
 @model_option
 @click.option("-s", "--system", default=None, envvar="LLMCLI_SYSTEM", show_envvar=True,
               help="System message (the model's template may add a default one).")
-@sampling_options
+@sampler_options
+@max_tokens_option
 @runtime_options
 @click.option("--overflow", type=click.Choice(["ask", "drop", "stop"]), default="ask",
               show_default=True,
