@@ -48,7 +48,7 @@ def run_conversation(model, reuse, max_tokens):
         if not reuse:
             conversation.cached_ids = []   # generate() then resets and prefills everything
         plan = conversation.plan(text, max_tokens)
-        turn = conversation.start_turn(text, make_sampler(temperature=0), max_tokens, plan)
+        turn = conversation.start_turn(plan, make_sampler(temperature=0), max_tokens)
         for _ in turn:
             pass
         s = turn.stats
@@ -85,8 +85,8 @@ def report(best, n_ctx, model_name, threads):
                      f"{b['prefill_seconds']:>7.3f} | {a['generated_tokens']:>4} tokens")
     r, n = summary(best["reuse"]), summary(best["no-reuse"])
     lines += ["",
-              f"total prefill: reuse {r['prefill_tokens']} tokens in {r['prefill_seconds']:.2f} s;"
-              f" no-reuse {n['prefill_tokens']} tokens in {n['prefill_seconds']:.2f} s",
+              f"total prefill: reuse {r['prefill_tokens']} tokens in "
+              f"{r['prefill_seconds']:.2f} s; no-reuse {n['prefill_tokens']} tokens in {n['prefill_seconds']:.2f} s",
               f"saved: {n['prefill_tokens'] - r['prefill_tokens']} tokens "
               f"({1 - r['prefill_tokens'] / n['prefill_tokens']:.0%}), "
               f"{n['prefill_seconds'] - r['prefill_seconds']:.2f} s of prefill "

@@ -118,7 +118,9 @@ def test_help_lists_every_command(capsys):
 def test_show_reports_settings_tokens_and_context(capsys):
     run_session(["/set top_k 7", "hello", "/show"], system="S")
     err = capsys.readouterr().err
-    tokens = len("\x00system\nS\x00\n\x00user\nhello\x00\n\x00assistant\nYou said: hello\x00\n")
+    # One id per byte, one per <|im_start|> / <|im_end|> (written here as \x00).
+    tokens = len("\x00system\nS\x00\n\x00user\nhello\x00\n"
+                 "\x00assistant\nYou said: hello\x00\n")
     assert f"conversation: 1 turns, {tokens} tokens" in err
     cached = tokens - 2   # the reply's <|im_end|> and "\n" were never evaluated
     assert f"context:      {cached} of 4096 tokens in the KV cache (1% used)" in err
