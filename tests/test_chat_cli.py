@@ -370,11 +370,15 @@ class PtyChat:
     """`llm chat` (fake model) with a pseudo-terminal as its controlling terminal, so
     typed \\x03 is a real Ctrl-C (SIGINT from the line discipline) and \\x04 a Ctrl-D."""
 
-    def __init__(self, *args, **env):
+    def __init__(self, *args, executable=None, env=None, **fake_settings):
+        argv = (executable or [sys.executable, FAKE_LLM, "chat"]) + list(args)
+        env = env or fake_env(**fake_settings)
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:   # the child: becomes the chat
-            os.execve(sys.executable, [sys.executable, FAKE_LLM, "chat", *args],
-                      fake_env(**env))
+        if self.pid == 0:   # the child: becomes the chat, or ends at once
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
         self.output = b""
 
     def expect(self, text, timeout=20):
