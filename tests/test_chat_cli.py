@@ -213,7 +213,7 @@ def fake_loader(monkeypatch):
 def test_help_documents_the_pipe_and_overflow_defaults():
     out = " ".join(CliRunner().invoke(chat_command.chat, ["--help"]).output.split())
     for text in ["--overflow [ask|drop|stop]", "drops them from a pipe", "LLMCLI_TEMPERATURE",
-                 "default: 0.8", "one newline", "same seed"]:
+                 "default: 0.8", "one newline", "with the same seed"]:
         assert text in out
 
 

@@ -30,8 +30,9 @@ always stays): --overflow ask (the default) asks on a terminal and drops them fr
 pipe; --overflow drop never asks; --overflow stop refuses the message (from a pipe:
 exit 1).
 
-Each reply samples with a fresh sampler seeded with --seed, so a reply equals `llm
-generate` on the same conversation with the same seed.
+Each reply samples with a fresh sampler seeded with --seed: the reply does not depend
+on what was sampled before, only on the conversation. The first reply equals `llm
+generate -s SYSTEM MESSAGE` with the same seed and options.
 """
 
 COMMANDS_HELP = """\
