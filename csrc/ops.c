@@ -1,0 +1,124 @@
+/* rmsnorm, rope, softmax and the gated activations (see ops.h for the contracts).
+ * Attention lives in ops_attention.c; the SIMD inner loops in ops_vec*.c. */
+#include <math.h>
+
+#include "ops.h"
+#include "ops_vec.h"
+
+/* Below this many elements a call runs on one thread: waking the OpenMP team costs
+ * more than it saves (a decode step's vectors are a few hundred floats). */
+#define PARALLEL_MIN_ELEMENTS (1 << 15)
+
+/* ---- rmsnorm ------------------------------------------------------------------ */
+
+static float sum_of_squares(const float *x, int64_t n)
+{
+    /* eight partial sums: the compiler vectorises this without reassociation flags */
+    float partial[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            partial[k] += x[i + k] * x[i + k];
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++)
+        sum += partial[k];
+    for (; i < n; i++)
+        sum += (double)x[i] * x[i];
+    return (float)sum;
+}
+
+void ops_rmsnorm(const float *x, const float *w, float *out,
+                 int64_t n_rows, int64_t dim, float eps)
+{
+#pragma omp parallel for schedule(static) if (n_rows * dim >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * dim;
+        float *outr = out + r * dim;
+        const float inv_rms = 1.0f / sqrtf(sum_of_squares(xr, dim) / (float)dim + eps);
+        for (int64_t d = 0; d < dim; d++)
+            outr[d] = xr[d] * inv_rms * w[d];
+    }
+}
+
+/* ---- rope --------------------------------------------------------------------- */
+
+/* Rotate one head in place by the per-pair cos/sin of its token. */
+static void rotate_head(float *head, const float *cos_t, const float *sin_t, int head_dim,
+                        int neox)
+{
+    const int half = head_dim / 2;
+    /* pair i is (head[first(i)], head[first(i) + gap]) */
+    const int gap = neox ? half : 1;
+    const int step = neox ? 1 : 2;
+    for (int i = 0; i < half; i++) {
+        float *a = head + i * step;
+        float *b = a + gap;
+        const float x0 = *a, x1 = *b;
+        *a = x0 * cos_t[i] - x1 * sin_t[i];
+        *b = x0 * sin_t[i] + x1 * cos_t[i];
+    }
+}
+
+void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head_dim,
+              double base, int neox)
+{
+    const int half = head_dim / 2;
+    double inv_freq[OPS_MAX_HEAD_DIM / 2];
+    for (int i = 0; i < half; i++)
+        inv_freq[i] = pow(base, -2.0 * i / head_dim);
+
+    const int64_t row = (int64_t)n_heads * head_dim;
+#pragma omp parallel for schedule(static) if (n_tok * row >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t t = 0; t < n_tok; t++) {
+        float cos_t[OPS_MAX_HEAD_DIM / 2], sin_t[OPS_MAX_HEAD_DIM / 2];
+        for (int i = 0; i < half; i++) {
+            /* in double: at pos 30000 a float angle would be off by ~2e-3 rad */
+            const double angle = (double)pos[t] * inv_freq[i];
+            cos_t[i] = (float)cos(angle);
+            sin_t[i] = (float)sin(angle);
+        }
+        for (int h = 0; h < n_heads; h++)
+            rotate_head(x + t * row + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
+    }
+}
+
+/* ---- softmax ------------------------------------------------------------------ */
+
+void ops_softmax(float *x, int64_t n_rows, int64_t dim)
+{
+    const ops_vec *vec = ops_vec_select();
+#pragma omp parallel for schedule(static) if (n_rows * dim >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *xr = x + r * dim;
+        const double sum = vec->exp_shifted(xr, dim, vec->max(xr, dim));
+        vec->scale(xr, dim, (float)(1.0 / sum));
+    }
+}
+
+/* ---- gated activations -------------------------------------------------------- */
+
+typedef void (*gated_fn)(const float *gate, const float *up, float *out, int64_t n);
+
+/* Chunks of whole vectors, shared out among the threads when n is large. */
+static void gated_parallel(gated_fn fn, const float *gate, const float *up, float *out,
+                           int64_t n)
+{
+    const int64_t chunk = 4096;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t start = c * chunk;
+        const int64_t len = n - start < chunk ? n - start : chunk;
+        fn(gate + start, up + start, out + start, len);
+    }
+}
+
+void ops_swiglu(const float *gate, const float *up, float *out, int64_t n)
+{
+    gated_parallel(ops_vec_select()->silu_mul, gate, up, out, n);
+}
+
+void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n)
+{
+    gated_parallel(ops_vec_select()->gelu_tanh_mul, gate, up, out, n);
+}
