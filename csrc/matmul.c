@@ -122,19 +122,33 @@ void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
         llm_dequantize_row(weight_type, w + (size_t)ids[i] * w_stride, out + i * k, k);
 }
 
+/* Reads may alias the byte buffer as 64-bit words. */
+typedef uint64_t __attribute__((may_alias)) aliased_u64;
+
+/* xor of every 64-bit word of n_lines cache lines, in 8 independent lanes so the compiler
+ * vectorizes it and no dependency chain limits the load rate */
+static uint64_t xor_lines(const uint8_t *p, int64_t n_lines) {
+    uint64_t acc[8] = {0};
+    for (int64_t line = 0; line < n_lines; line++) {
+        const aliased_u64 *words = (const aliased_u64 *)(p + line * 64);
+        for (int j = 0; j < 8; j++) acc[j] ^= words[j];
+    }
+    return acc[0] ^ acc[1] ^ acc[2] ^ acc[3] ^ acc[4] ^ acc[5] ^ acc[6] ^ acc[7];
+}
+
 uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads_probe) {
     uint64_t total = 0;
     int64_t n_lines = (int64_t)(n / 64);
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(n_threads_probe) reduction(^ : total)
-#endif
-    for (int64_t line = 0; line < n_lines; line++) {
-        /* xor of a whole cache line: vectorizes, and every byte is read */
-        uint64_t words[8];
-        memcpy(words, buf + line * 64, 64);
-        total ^= words[0] ^ words[1] ^ words[2] ^ words[3] ^ words[4] ^ words[5] ^ words[6] ^
-                 words[7];
+#pragma omp parallel num_threads(n_threads_probe) reduction(^ : total)
+    {
+        int id = omp_get_thread_num(), size = omp_get_num_threads();
+        int64_t first = n_lines * id / size, last = n_lines * (id + 1) / size;
+        total ^= xor_lines(buf + first * 64, last - first);
     }
+#else
     (void)n_threads_probe;
+    total = xor_lines(buf, n_lines);
+#endif
     return total;
 }

@@ -183,6 +183,7 @@ AVX2_INLINE void decode_blocks32(const int TYPE, const int R, int nb,
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w_row[r] + (size_t)b * w_bytes;
+            prefetch_ahead(p, R * w_stride);
             __m256i pairs;
             if (TYPE == LLM_Q8_0) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)p)->qs);
