@@ -397,6 +397,19 @@ def _bad_calls():
     }
 
 
+def test_read_only_inputs_are_accepted_read_only_outputs_are_not():
+    # norm weights are read-only views of the memory-mapped GGUF file
+    x = rng(15).normal(size=(2, 64)).astype(F32)
+    w = np.ones(64, F32)
+    w.setflags(write=False)
+    out = np.empty_like(x)
+    K.rmsnorm(x, w, 1e-6, out)
+    np.testing.assert_allclose(out, ops_ref.rmsnorm(f64(x), 1.0, 1e-6), rtol=1e-5)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        K.rmsnorm(x, w, 1e-6, out)
+
+
 @pytest.mark.parametrize("case", list(_bad_calls()))
 def test_bad_arguments_raise_value_error(case):
     with pytest.raises(ValueError):
