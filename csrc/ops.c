@@ -1,6 +1,9 @@
 /* rmsnorm, rope, softmax and the gated activations (see ops.h for the contracts).
  * Attention lives in ops_attention.c; the SIMD inner loops in ops_vec*.c. */
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "ops.h"
 #include "ops_vec.h"
@@ -9,6 +12,18 @@
  * more than it saves (a decode step's vectors are a few hundred floats). Such calls
  * skip the parallel construct altogether: even `omp parallel if (0)` costs ~1.5 us. */
 #define PARALLEL_MIN_ELEMENTS (1 << 15)
+
+/* A softmax row at least this wide is split over the threads (Gemma's 262144 logits). */
+#define WIDE_ROW_MIN (1 << 16)
+
+static int max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
@@ -115,17 +130,56 @@ static void softmax_row(const ops_vec *vec, float *x, int64_t dim)
     vec->scale(x, dim, (float)(1.0 / sum));
 }
 
+/* One wide row (a vocabulary of logits) shared by all threads. Each part is
+ * exponentiated against its own max in the first pass; once all parts are done, every
+ * thread combines the part maxima and sums, and the second pass rescales each part by
+ * exp(part max - row max) / sum. Two passes over memory, one barrier between them. */
+static void softmax_wide_row(const ops_vec *vec, float *x, int64_t dim)
+{
+    enum { MAX_PARTS = 64 };
+    const int64_t n_parts = dim / 4096 < MAX_PARTS ? (dim + 4095) / 4096 : MAX_PARTS;
+    float part_max[MAX_PARTS];
+    double part_sum[MAX_PARTS];
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < n_parts; p++) {
+            float *part = x + dim * p / n_parts;
+            const int64_t len = dim * (p + 1) / n_parts - dim * p / n_parts;
+            part_max[p] = vec->max(part, len);
+            part_sum[p] = vec->exp_shifted(part, len, part_max[p]);
+        }
+        float row_max = part_max[0];
+        for (int64_t p = 1; p < n_parts; p++)
+            row_max = part_max[p] > row_max ? part_max[p] : row_max;
+        double sum = 0.0;
+        for (int64_t p = 0; p < n_parts; p++)
+            sum += part_sum[p] * exp((double)part_max[p] - row_max);
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < n_parts; p++) {
+            const int64_t len = dim * (p + 1) / n_parts - dim * p / n_parts;
+            vec->scale(x + dim * p / n_parts, len,
+                       (float)(exp((double)part_max[p] - row_max) / sum));
+        }
+    }
+}
+
 void ops_softmax(float *x, int64_t n_rows, int64_t dim)
 {
     const ops_vec *vec = ops_vec_select();
-    if (n_rows * dim < PARALLEL_MIN_ELEMENTS) {
+    const int threads = max_threads();
+    if (n_rows * dim >= PARALLEL_MIN_ELEMENTS && n_rows >= 4 * threads) {
+#pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < n_rows; r++)
             softmax_row(vec, x + r * dim, dim);
-        return;
+    } else if (threads > 1 && dim >= WIDE_ROW_MIN) {
+        /* few rows, but wide ones: split each row over the threads instead */
+        for (int64_t r = 0; r < n_rows; r++)
+            softmax_wide_row(vec, x + r * dim, dim);
+    } else {
+        for (int64_t r = 0; r < n_rows; r++)
+            softmax_row(vec, x + r * dim, dim);
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n_rows; r++)
-        softmax_row(vec, x + r * dim, dim);
 }
 
 /* ---- gated activations -------------------------------------------------------- */
