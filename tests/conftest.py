@@ -9,12 +9,12 @@ REQUIRE_MODELS = os.environ.get("LLMCLI_REQUIRE_MODELS") == "1"
 
 
 def _real_model_path(name):
-    from llmcli import models
-
     # Development shortcut: a folder holding <name>.gguf (never set in CI).
     dev_dir = os.environ.get("LLMCLI_TEST_MODEL_DIR")
     if dev_dir and os.path.exists(os.path.join(dev_dir, f"{name}.gguf")):
         return os.path.join(dev_dir, f"{name}.gguf")
+
+    from llmcli import models
 
     try:
         return models.ensure_local(name, quiet=True)
