@@ -71,7 +71,7 @@ cdef int32_t *_ops_ints(str name, object a) except NULL:
     return <int32_t *>cnp.PyArray_DATA(_ops_array(name, a, cnp.NPY_INT32, 1, False))
 
 
-cdef inline int64_t _dim(object a, int axis):
+cdef inline int64_t _ops_dim(object a, int axis):
     return cnp.PyArray_DIM(<cnp.ndarray>a, axis)
 
 
@@ -96,7 +96,7 @@ def rmsnorm(x, w, float eps, out):
     cdef const float *xp = _ops_floats("rmsnorm: x", x, 2)
     cdef const float *wp = _ops_floats("rmsnorm: w", w, 1)
     cdef float *outp = _ops_floats("rmsnorm: out", out, 2, True)
-    cdef int64_t n = _dim(x, 0), d = _dim(x, 1)
+    cdef int64_t n = _ops_dim(x, 0), d = _ops_dim(x, 1)
     if d < 1:
         raise ValueError("rmsnorm: rows of x are empty")
     _ops_check_shape("rmsnorm: w", w, (d,))
@@ -117,7 +117,7 @@ def rope(x, pos, int n_heads, int head_dim, double base, bint neox):
         raise ValueError(f"rope: head_dim must be even, got {head_dim}")
     if not base > 0:
         raise ValueError(f"rope: base must be > 0, got {base}")
-    cdef int64_t n_tok = _dim(x, 0)
+    cdef int64_t n_tok = _ops_dim(x, 0)
     _ops_check_shape("rope: x", x, (n_tok, n_heads * head_dim))
     _ops_check_shape("rope: pos", pos, (n_tok,))
     with nogil:
@@ -127,7 +127,7 @@ def rope(x, pos, int n_heads, int head_dim, double base, bint neox):
 def softmax(x):
     """Row-wise softmax of x float32[n, d] in place (max-subtracted)."""
     cdef float *xp = _ops_floats("softmax: x", x, 2, True)
-    cdef int64_t n = _dim(x, 0), d = _dim(x, 1)
+    cdef int64_t n = _ops_dim(x, 0), d = _ops_dim(x, 1)
     if d < 1:
         raise ValueError("softmax: rows of x are empty")
     with nogil:
@@ -141,7 +141,7 @@ cdef int64_t _ops_gated_size(str name, gate, up, out) except -1:
     _ops_floats(name + ": out", out, 2, True)
     _ops_check_shape(name + ": up", up, gate.shape)
     _ops_check_shape(name + ": out", out, gate.shape)
-    return _dim(gate, 0) * _dim(gate, 1)
+    return _ops_dim(gate, 0) * _ops_dim(gate, 1)
 
 
 def swiglu(gate, up, out):
@@ -205,7 +205,7 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
         raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
     if window < 0:
         raise ValueError(f"attention: window must be >= 0 (0 = none), got {window}")
-    cdef int64_t n_tok = _dim(q, 0), n_ctx = _dim(k_cache, 0)
+    cdef int64_t n_tok = _ops_dim(q, 0), n_ctx = _ops_dim(k_cache, 0)
     _ops_check_shape("attention: q", q, (n_tok, n_heads * head_dim))
     _ops_check_shape("attention: k_cache", k_cache, (n_ctx, n_kv_heads * head_dim))
     _ops_check_shape("attention: v_cache", v_cache, (n_ctx, n_kv_heads * head_dim))
@@ -219,8 +219,8 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
     cdef int64_t probs_len
     if probs is not None:
         probsp = _ops_floats("attention: probs", probs, 3, True)
-        probs_len = _dim(probs, 2)
-        if _dim(probs, 0) != n_heads or _dim(probs, 1) != n_tok or probs_len <= highest:
+        probs_len = _ops_dim(probs, 2)
+        if _ops_dim(probs, 0) != n_heads or _ops_dim(probs, 1) != n_tok or probs_len <= highest:
             raise ValueError(f"attention: probs has shape {probs.shape}, expected "
                              f"({n_heads}, {n_tok}, L) with L > {highest}")
         with nogil:
@@ -237,7 +237,7 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
         return
     cdef float *scratch
     with _attention_scratch_lock:  # one shared scratch: Python threads take turns
-        if _dim(_attention_scratch, 0) < need:
+        if _ops_dim(_attention_scratch, 0) < need:
             _attention_scratch = np.empty(need, dtype=np.float32)
         scratch = <float *>cnp.PyArray_DATA(<cnp.ndarray>_attention_scratch)
         with nogil:
