@@ -4,12 +4,12 @@ stdout carries only the generated text (or the JSON with --format); everything e
 (notices, --show-prompt, --verbose, --stats) goes to stderr. Ctrl-C keeps the text so far
 and exits 130; a closed pipe (`| head -c 1`) ends quietly.
 """
-import math
 import sys
 
 import click
 
 from llmcli.commands._common import model_option, read_stdin_text
+from llmcli.commands._options import runtime_options, sampling_options
 
 
 def _number_check(option_text, valid, what):
@@ -20,10 +20,6 @@ def _number_check(option_text, valid, what):
                                      param_hint=option_text)
         return value
     return check
-
-
-def _finite(x):
-    return math.isfinite(x)
 
 
 def _stops_check(ctx, param, values):
@@ -103,21 +99,11 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @click.option("-f", "--file", "prompt_file", type=click.Path(dir_okay=False),
               help="Read the prompt (or its first part) from this file.")
 @sampling_options
-@click.option("-n", "--max-tokens", type=int, default=256, show_default=True,
-              callback=_number_check("-n/--max-tokens", lambda x: x >= 1,
-                                     "an integer >= 1"),
-              help="Stop after this many generated tokens.", **_env("MAX_TOKENS"))
 @click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
               help="Stop when the output would contain STRING (not printed); repeatable.")
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
               **_env("IGNORE_EOS"))
-@click.option("--ctx-size", type=int, default=None,
-              show_default="the model's context length, at most 4096",
-              callback=_number_check("--ctx-size", lambda x: x >= 1, "an integer >= 1"),
-              help="Context window in tokens (prompt + output).", **_env("CTX_SIZE"))
-@click.option("--threads", type=int, default=None, show_default="all cores",
-              callback=_number_check("--threads", lambda x: x >= 1, "an integer >= 1"),
-              help="Threads for the kernels.", **_env("THREADS"))
+@runtime_options
 @click.option("--raw/--chat", "raw_mode", default=None,
               show_default="chat if the model has a chat template, else raw",
               help="Raw completion, or the model's chat template.")
