@@ -33,51 +33,6 @@ def _env(name):
     return {"envvar": f"LLMCLI_{name}", "show_envvar": True}
 
 
-def sampling_options(func):
-    """The sampler's options (shared with other commands that sample: chat, probs)."""
-    for option in reversed(_SAMPLING_OPTIONS):
-        func = option(func)
-    return func
-
-
-_SAMPLING_OPTIONS = [
-    click.option("-t", "--temperature", "--temp", "temperature", type=float, default=0.8,
-                 show_default=True, callback=_number_check(
-                     "-t/--temperature", lambda x: _finite(x) and x >= 0, "a number >= 0"),
-                 help="Higher is more random; 0 picks the most likely token.",
-                 **_env("TEMPERATURE")),
-    click.option("--top-k", type=int, default=40, show_default=True,
-                 callback=_number_check("--top-k", lambda x: x >= 0, "an integer >= 0"),
-                 help="Keep the K most likely tokens (0 = off).", **_env("TOP_K")),
-    click.option("--top-p", type=float, default=0.95, show_default=True,
-                 callback=_number_check("--top-p", lambda x: _finite(x) and 0 < x <= 1,
-                                        "in (0, 1]"),
-                 help="Keep the most likely tokens until their probabilities add up to P "
-                      "(1 = off).", **_env("TOP_P")),
-    click.option("--min-p", type=float, default=0.05, show_default=True,
-                 callback=_number_check("--min-p", lambda x: _finite(x) and 0 <= x <= 1,
-                                        "in [0, 1]"),
-                 help="Drop tokens less likely than P times the most likely one (0 = off).",
-                 **_env("MIN_P")),
-    click.option("--repeat-penalty", type=float, default=1.0, show_default=True,
-                 callback=_number_check("--repeat-penalty", lambda x: _finite(x) and x > 0,
-                                        "a number > 0"),
-                 help="Penalize tokens seen in the last --repeat-last-n tokens (1 = off).",
-                 **_env("REPEAT_PENALTY")),
-    click.option("--repeat-last-n", type=int, default=64, show_default=True,
-                 callback=_number_check("--repeat-last-n", lambda x: x >= -1,
-                                        "an integer >= -1"),
-                 help="Window of the repeat penalty (0 = off, -1 = the whole context).",
-                 **_env("REPEAT_LAST_N")),
-    click.option("--seed", type=int, default=None, show_default="random, reported by "
-                 "--verbose and in JSON",
-                 callback=_number_check("--seed", lambda x: 0 <= x < 2 ** 64,
-                                        "an integer in [0, 2**64)"),
-                 help="Seed of the sampler: same seed, prompt and options, same output.",
-                 **_env("SEED")),
-]
-
-
 PROMPT_HELP = """Generate text from a prompt; the text streams to stdout.
 
 The prompt comes from PROMPT, from -f FILE, and from stdin when it is piped (or when
