@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from llmcli import chat
 from llmcli.errors import ContextOverflowError, InputError
-from llmcli.generate import generate
+from llmcli.generate import Chunk, generate
 
 FORMAT, VERSION = "llmcli-chat", 1   # the "format" and "version" of saved conversations
 MAX_FILE_BYTES = 64 << 20             # a saved chat is text; anything bigger is a mistake
@@ -28,8 +28,9 @@ MAX_FILE_BYTES = 64 << 20             # a saved chat is text; anything bigger is
 
 @dataclass
 class Plan:
-    """How a new user message fits: drop the `n_drop` oldest turns, then send `prompt`
-    (a chat.ChatPrompt of the remaining conversation plus the message)."""
+    """How the user message `user_text` fits: drop the `n_drop` oldest turns, then send
+    `prompt` (a chat.ChatPrompt of the remaining conversation plus the message)."""
+    user_text: str
     n_drop: int
     prompt: chat.ChatPrompt
     reply_room: int          # tokens left for the reply after the prompt
@@ -48,7 +49,7 @@ class Conversation:
     def __init__(self, model, system=None):
         self.model = model
         self.system = system        # str or None
-        self.messages = []          # {"role": "user"|"assistant", "content": str}, oldest first
+        self.messages = []          # {"role": "user"|"assistant", "content": str}, oldest 1st
         self.cached_ids = []        # ids whose keys/values the model holds, in order
 
     # --- editing -----------------------------------------------------------------------
@@ -106,9 +107,9 @@ class Conversation:
             kept = self._without_oldest_turns(n_drop)
             prompt = chat.chat_prompt(self.model.tokenizer, self.all_messages(kept + [user]))
             if len(prompt.ids) + wanted <= n_ctx:
-                return Plan(n_drop, prompt, n_ctx - len(prompt.ids))
+                return Plan(user_text, n_drop, prompt, n_ctx - len(prompt.ids))
         if len(prompt.ids) < n_ctx:
-            return Plan(n_turns, prompt, n_ctx - len(prompt.ids))
+            return Plan(user_text, n_turns, prompt, n_ctx - len(prompt.ids))
         what = "the system prompt and this message" if self.system is not None \
             else "this message"
         raise ContextOverflowError(
@@ -117,20 +118,16 @@ class Conversation:
 
     # --- turns -------------------------------------------------------------------------
 
-    def start_turn(self, user_text, sampler, max_tokens, plan=None):
-        """Begin the reply to `user_text`: a Turn to iterate for its chunks. `plan` (from
-        plan()) says which oldest turns go; without one, nothing is dropped and a prompt
-        that does not fit raises ContextOverflowError."""
-        if plan is None:
-            plan = Plan(0, chat.chat_prompt(self.model.tokenizer, self.all_messages(
-                self.messages + [{"role": "user", "content": user_text}])), 0)
-        if plan.n_drop:
-            self.drop_oldest_turns(plan.n_drop)
+    def start_turn(self, plan, sampler, max_tokens):
+        """Begin the reply to the message of `plan` (from plan(), made for the
+        conversation as it is now): drop the turns it says, and return a Turn to
+        iterate for the reply's chunks."""
+        self.drop_oldest_turns(plan.n_drop)
         chunks = generate(self.model, plan.prompt.ids, sampler, max_tokens,
                           cached_ids=self.cached_ids)
         # The cache is about to change; until the turn records its outcome, trust none of it.
-        cached, self.cached_ids = self.cached_ids, []
-        return Turn(self, user_text, plan.prompt, chunks, cached)
+        self.cached_ids = []
+        return Turn(self, plan.user_text, plan.prompt, chunks)
 
     def _record(self, turn):
         """The turn has ended: keep its messages and what the cache now holds."""
@@ -156,10 +153,9 @@ class Turn:
     passed on with interrupt(). Either way the partial reply is kept; a reply
     interrupted before any text cancels the turn (the user message is not kept)."""
 
-    def __init__(self, conversation, user_text, prompt, chunks, cached_before):
+    def __init__(self, conversation, user_text, prompt, chunks):
         self.conversation, self.user_text, self.prompt = conversation, user_text, prompt
         self._chunks = chunks
-        self.cached_before = cached_before
         self.tokens, self._texts = [], []
         self.final = None            # the chunk with finish_reason, once there
 
@@ -196,7 +192,7 @@ class Turn:
             # and what the cache holds is unknown, so it is forgotten.
             self.conversation.model.reset()
             self.tokens = []
-            chunk = _interrupted_chunk()
+            chunk = Chunk(token=None, text="", finish_reason="interrupted")
         self._take(chunk)
         return chunk
 
@@ -208,11 +204,6 @@ class Turn:
             self.final = chunk
             self.conversation._record(self)
 
-
-def _interrupted_chunk():
-    from llmcli.generate import Chunk
-
-    return Chunk(token=None, text="", finish_reason="interrupted")
 
 
 

@@ -23,7 +23,8 @@ from fakes import FakeModel, FakeTokenizer, hashed_rule  # noqa: E402
 
 def load_fake(name_or_path, n_ctx, threads):
     rule = hashed_rule(7) if os.environ.get("FAKE_LLM_RULE") == "hashed" else echo_rule()
-    template = None if os.environ.get("FAKE_LLM_CHAT") == "0" else FakeTokenizer().chat_template
+    chat = os.environ.get("FAKE_LLM_CHAT") != "0"
+    template = FakeTokenizer().chat_template if chat else None
     return FakeModel(rule, tokenizer=FakeTokenizer(chat_template=template),
                      n_ctx=n_ctx or int(os.environ.get("FAKE_LLM_CTX", "4096")),
                      delay=float(os.environ.get("FAKE_LLM_DELAY", "0")))

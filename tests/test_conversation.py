@@ -49,8 +49,8 @@ def assistant(text):
 
 def reply(conv, text, max_tokens=64, temperature=0.0, seed=1):
     """Send `text`, drain the turn, return it."""
-    turn = conv.start_turn(text, make_sampler(temperature, seed=seed), max_tokens,
-                           conv.plan(text, max_tokens))
+    turn = conv.start_turn(conv.plan(text, max_tokens), make_sampler(temperature, seed=seed),
+                           max_tokens)
     for _ in turn:
         pass
     return turn
@@ -145,7 +145,7 @@ def test_interrupt_from_the_caller_keeps_the_text_so_far():
     model = echo_model()
     conv = Conversation(model)
     text = "tell me"
-    turn = conv.start_turn(text, make_sampler(0.0), 64, conv.plan(text, 64))
+    turn = conv.start_turn(conv.plan(text, 64), make_sampler(0.0), 64)
     seen = []
     for chunk in turn:
         seen.append(chunk.text)
@@ -162,7 +162,7 @@ def test_a_turn_that_never_started_leaves_no_stale_cache():
     model = echo_model()
     conv = Conversation(model)
     reply(conv, "first")
-    turn = conv.start_turn("x", make_sampler(0.0), 8, conv.plan("x", 8))
+    turn = conv.start_turn(conv.plan("x", 8), make_sampler(0.0), 8)
     assert turn.interrupt().finish_reason == "interrupted"
     assert conv.cached_ids == model.cache == []
     assert reply(conv, "next").text == "You said: next"
@@ -235,7 +235,7 @@ def test_overflow_drops_the_fewest_oldest_turns_and_keeps_the_system_prompt():
     one_fewer = chatml_ids([SYSTEM] + before[2 * (dropped - 1):] + [user(text)])
     assert len(one_fewer) + max_tokens > n_ctx
 
-    turn = conv.start_turn(text, make_sampler(0.0), max_tokens, plan)
+    turn = conv.start_turn(plan, make_sampler(0.0), max_tokens)
     for _ in turn:
         pass
     assert turn.text == f"You said: {text}"

@@ -131,7 +131,7 @@ class ChatSession:
         sampler = make_sampler(**{k: v for k, v in self.settings.items()
                                   if k != "max_tokens"})
         self.last_seed = sampler.seed
-        turn = self.conversation.start_turn(text, sampler, max_tokens, plan)
+        turn = self.conversation.start_turn(plan, sampler, max_tokens)
         self._stream(turn)
         self.last_turn = turn
         self._report(turn)

@@ -39,6 +39,7 @@ def _finite(x):
     return math.isfinite(x)
 
 
+# The sampler's settings, then max_tokens (kept last: sampler_options takes the rest).
 SAMPLING = (
     NumberSetting("temperature", ("-t", "--temperature", "--temp"), float, 0.8,
                   lambda x: _finite(x) and x >= 0, "a number >= 0",
@@ -76,7 +77,7 @@ RUNTIME = (
 SAMPLING_BY_NAME = {s.name: s for s in SAMPLING}
 
 
-def click_option(setting, **overrides):
+def click_option(setting):
     """The Click option for `setting`; a bad value is a usage error naming the option."""
     def check(ctx, param, value):
         if not setting.accepts(value):
@@ -87,29 +88,31 @@ def click_option(setting, **overrides):
     attrs = dict(type=setting.kind, default=setting.default, callback=check,
                  show_default=setting.show_default, help=setting.help,
                  envvar=setting.envvar, show_envvar=True)
-    attrs.update(overrides)
     return click.option(*setting.flags, setting.name, **attrs)
 
 
-def _apply_all(settings, func, overrides):
+def _apply_all(settings, func):
     # Click lists options in the order their decorators are written, i.e. the reverse
     # of the order they are applied.
     for setting in reversed(settings):
-        func = click_option(setting, **overrides.get(setting.name, {}))(func)
+        func = click_option(setting)(func)
     return func
 
 
-def sampling_options(func=None, **overrides):
-    """Decorator adding temperature ... max_tokens; `overrides` maps a name to Click
-    attributes to change (e.g. max_tokens={"default": 512})."""
-    if func is None:
-        return lambda f: _apply_all(SAMPLING, f, overrides)
-    return _apply_all(SAMPLING, func, overrides)
+def sampler_options(func):
+    """Decorator adding the sampler's settings, --temperature ... --seed (what
+    make_sampler takes); commands that generate add max_tokens_option too."""
+    return _apply_all(SAMPLING[:-1], func)
+
+
+def max_tokens_option(func):
+    """Decorator adding -n/--max-tokens."""
+    return _apply_all(SAMPLING[-1:], func)
 
 
 def runtime_options(func):
     """Decorator adding --ctx-size and --threads."""
-    return _apply_all(RUNTIME, func, {})
+    return _apply_all(RUNTIME, func)
 
 
 def parse_setting(name, text):

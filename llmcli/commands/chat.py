@@ -9,7 +9,8 @@ import sys
 import click
 
 from llmcli.commands._common import model_option
-from llmcli.commands._options import runtime_options, sampling_options
+from llmcli.commands._options import (max_tokens_option, runtime_options,
+                                      sampler_options)
 
 CHAT_HELP = """Chat with an instruct model; replies stream to stdout.
 
@@ -29,8 +30,9 @@ always stays): --overflow ask (the default) asks on a terminal and drops them fr
 pipe; --overflow drop never asks; --overflow stop refuses the message (from a pipe:
 exit 1).
 
-Each reply samples with a fresh sampler seeded with --seed, so a reply equals `llm
-generate` on the same conversation with the same seed.
+Each reply samples with a fresh sampler seeded with --seed: the reply does not depend
+on what was sampled before, only on the conversation. The first reply equals `llm
+generate -s SYSTEM MESSAGE` with the same seed and options.
 """
 
 COMMANDS_HELP = """\
@@ -52,7 +54,8 @@ COMMANDS_HELP = """\
 @model_option
 @click.option("-s", "--system", default=None, envvar="LLMCLI_SYSTEM", show_envvar=True,
               help="System message (the model's template may add a default one).")
-@sampling_options
+@sampler_options
+@max_tokens_option
 @runtime_options
 @click.option("--overflow", type=click.Choice(["ask", "drop", "stop"]), default="ask",
               show_default=True,

@@ -9,7 +9,8 @@ import sys
 import click
 
 from llmcli.commands._common import model_option, read_stdin_text
-from llmcli.commands._options import runtime_options, sampling_options
+from llmcli.commands._options import (max_tokens_option, runtime_options,
+                                      sampler_options)
 
 
 def _number_check(option_text, valid, what):
@@ -33,6 +34,10 @@ def _env(name):
     return {"envvar": f"LLMCLI_{name}", "show_envvar": True}
 
 
+# The sampler's options, for other commands that sample (declared in _options.py).
+sampling_options = sampler_options
+
+
 PROMPT_HELP = """Generate text from a prompt; the text streams to stdout.
 
 The prompt comes from PROMPT, from -f FILE, and from stdin when it is piped (or when
@@ -53,7 +58,8 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @model_option
 @click.option("-f", "--file", "prompt_file", type=click.Path(dir_okay=False),
               help="Read the prompt (or its first part) from this file.")
-@sampling_options
+@sampler_options
+@max_tokens_option
 @click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
               help="Stop when the output would contain STRING (not printed); repeatable.")
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
