@@ -1,0 +1,221 @@
+"""Text <-> token ids, exactly as the model was trained: byte-level BPE (SmolLM2) and
+SentencePiece-style BPE (Gemma 3), built from a GGUF file's tokenizer metadata.
+
+    tok = Tokenizer.from_gguf("smollm2.gguf")
+    ids = tok.encode("I love programming")     # [..] (+ BOS when the model wants one)
+    tok.decode(ids)                              # "I love programming"
+
+Special tokens: control tokens (<|im_end|>, <end_of_turn>, ...) are recognised in text
+only with parse_special=True, which is for text we build ourselves (a chat template's
+markers). Text from a user is encoded with it off, so typing "<|im_end|>" cannot end a
+turn. User-defined tokens (Gemma's whitespace runs, <table>, ...) are part of the
+vocabulary proper and always match, as in SentencePiece, llama.cpp and HF.
+
+The work happens in C (llmcli._kernels.BPECore): matching special tokens, splitting
+words, merging, with a cache of words already encoded.
+"""
+import codecs
+import re
+
+import numpy as np
+
+from llmcli.errors import TokenizerError
+from llmcli.vocab import (END_MARKERS, IGNORE_MERGES_RULES, SPACE_MARK, TokenType, piece_bytes,
+                          token_texts, vocab_from_metadata)
+
+_SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
+
+
+class Tokenizer:
+    """Encode and decode with one model's vocabulary. Build with from_metadata/from_gguf."""
+
+    def __init__(self, vocab):
+        from llmcli._kernels import BPECore
+
+        self.vocab = vocab
+        self.n_vocab = vocab.n_vocab
+        self.bos_id, self.eos_id = vocab.bos_id, vocab.eos_id
+        self.add_bos, self.add_eos = vocab.add_bos, vocab.add_eos
+        self.chat_template = vocab.chat_template
+        self._bytes = [None] * self.n_vocab  # token id -> decoded bytes, filled on demand
+        types = vocab.token_types
+        self._core = BPECore(
+            1 if vocab.model == "llama" else 0, vocab.pretokenizer or "gpt2",
+            *self._core_texts(),
+            scores=vocab.scores, merges=vocab.merges, byte_ids=self._byte_ids(),
+            always_ids=np.flatnonzero(types == TokenType.USER_DEFINED),
+            special_ids=np.flatnonzero(np.isin(types, _SPECIAL_TYPES)),
+            unk_id=-1 if vocab.unk_id is None else vocab.unk_id,
+            add_space_prefix=vocab.model == "llama" and vocab.add_space_prefix,
+            ignore_merges=vocab.pretokenizer in IGNORE_MERGES_RULES,
+            crossing_ids=self._crossing_ids() if vocab.model == "llama" else None)
+        self.eot_id = vocab.eot_id if vocab.eot_id is not None else self._find_first(END_MARKERS)
+        self.eog_ids = frozenset(self._end_of_generation_ids())
+
+    @classmethod
+    def from_metadata(cls, metadata):
+        """Build from a GGUF metadata dict. Raises TokenizerError naming a bad key."""
+        return cls(vocab_from_metadata(metadata))
+
+    @classmethod
+    def from_gguf(cls, path):
+        """Build from a .gguf file's metadata; tensor data is not touched."""
+        from llmcli.gguf import open_gguf
+
+        return cls.from_metadata(open_gguf(path).metadata)
+
+    # ---- building ----
+
+    def _core_texts(self):
+        """Token texts for the C tables (vocab.token_texts), concatenated + offsets."""
+        texts = self._texts = token_texts(self.vocab)
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=offsets[1:])
+        return b"".join(texts), offsets
+
+    def _byte_ids(self):
+        """byte -> token: the single-byte token (byte-level BPE), or <0xXX> (SentencePiece
+        byte fallback). -1 where the vocab has none: such a byte is dropped, as llama.cpp
+        and HF do (SmolLM2 lacks 21 bytes that never occur in UTF-8 text, e.g. 0xC0)."""
+        byte_ids = np.full(256, -1, dtype=np.int32)
+        if self.vocab.model == "llama":
+            for i in np.flatnonzero(self.vocab.token_types == TokenType.BYTE):
+                b = piece_bytes(self.vocab, i)
+                if len(b) == 1:
+                    byte_ids[b[0]] = i
+        else:
+            for i, text in enumerate(self._texts):
+                if len(text) == 1 and self.vocab.token_types[i] != TokenType.CONTROL:
+                    byte_ids[text[0]] = i
+        return byte_ids
+
+    def _crossing_ids(self):
+        """SentencePiece tokens holding U+2581 after their first char (they can span the
+        start of a word, which the C encoder must know)."""
+        mark = SPACE_MARK.encode()
+        starts = np.cumsum([0] + [len(t) for t in self._texts])
+        blob = b"".join(self._texts)
+        positions = np.array([m.start() for m in re.finditer(re.escape(mark), blob)], dtype=np.int64)
+        if positions.size == 0:
+            return []
+        owners = np.searchsorted(starts, positions, side="right") - 1
+        return sorted(set(owners[positions != starts[owners]].tolist()))
+
+    def _find_first(self, texts):
+        for text in texts:
+            token = self._core.find(text.encode())
+            if token >= 0:
+                return token
+        return None
+
+    def _end_of_generation_ids(self):
+        """EOS, EOT, and every control token whose text marks an end (SmolLM2: both
+        <|endoftext|> and <|im_end|>). Unlike llama.cpp we do not add FIM repo-name tokens
+        (<reponame>, SmolLM2 id 4): they open a code file, they do not end a turn."""
+        ids = {i for i in (self.eos_id, self.eot_id) if i is not None}
+        for text in END_MARKERS:
+            token = self._core.find(text.encode())
+            if token >= 0 and self.vocab.token_types[token] == TokenType.CONTROL:
+                ids.add(token)
+        return ids
+
+    # ---- encoding ----
+
+    def encode(self, text, *, add_special=True, parse_special=False):
+        """text -> ids. add_special adds BOS/EOS as the model's metadata asks;
+        parse_special turns control-token texts into those tokens (off for user text)."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TokenizerError(f"text has a lone surrogate at character {exc.start}; "
+                                 "it cannot be encoded as UTF-8") from None
+        ids = self._core.encode(data, parse_special)
+        if add_special and self.add_bos:
+            ids.insert(0, self.bos_id)
+        if add_special and self.add_eos:
+            ids.append(self.eos_id)
+        return ids
+
+    # ---- decoding ----
+
+    def token_piece(self, token_id):
+        """The token's string as stored in the vocabulary ('Ġlove', '▁love', '<0x0A>')."""
+        return self.vocab.pieces[self._check_id(token_id)]
+
+    def token_type(self, token_id):
+        return TokenType(int(self.vocab.token_types[self._check_id(token_id)]))
+
+    def is_special(self, token_id):
+        """Control and unknown tokens: markers, not text."""
+        return self.token_type(token_id) in (TokenType.CONTROL, TokenType.UNKNOWN)
+
+    def token_bytes(self, token_id):
+        """The bytes the token stands for in text (control tokens: their own text)."""
+        cached = self._bytes[self._check_id(token_id)]
+        if cached is None:
+            cached = self._bytes[token_id] = piece_bytes(self.vocab, token_id)
+        return cached
+
+    def decode(self, ids, *, skip_special=False):
+        """ids -> text. Bytes that are not valid UTF-8 become U+FFFD."""
+        data = b"".join(self._text_bytes(ids, skip_special))
+        return data.decode("utf-8", errors="replace")
+
+    def stream_decoder(self, *, skip_special=False):
+        return StreamDecoder(self, skip_special=skip_special)
+
+    def _text_bytes(self, ids, skip_special):
+        first = True
+        for token_id in ids:
+            if skip_special and self.is_special(token_id):
+                self._check_id(token_id)
+                continue
+            data = self.token_bytes(token_id)
+            if first and not self.is_special(token_id):
+                data = self._strip_space_prefix(data)
+                first = False
+            yield data
+
+    def _strip_space_prefix(self, data):
+        # encode() put this space there (add_space_prefix); the text never had it
+        if self.vocab.model == "llama" and self.vocab.add_space_prefix and data[:1] == b" ":
+            return data[1:]
+        return data
+
+    def _check_id(self, token_id):
+        if not isinstance(token_id, (int, np.integer)) or isinstance(token_id, bool) \
+                or not 0 <= token_id < self.n_vocab:
+            raise TokenizerError(f"token id {token_id!r} is outside the vocabulary (0..{self.n_vocab - 1})")
+        return int(token_id)
+
+    def __repr__(self):
+        return (f"Tokenizer({self.vocab.model}, pre={self.vocab.pretokenizer}, "
+                f"n_vocab={self.n_vocab}, bos={self.bos_id}, eos={self.eos_id})")
+
+
+class StreamDecoder:
+    """Decode ids one at a time, emitting only complete UTF-8: a char split across tokens
+    is held back until whole. Bytes that can never become valid UTF-8 are replaced by
+    U+FFFD when that is certain; a dangling partial char at the end only on flush().
+    Concatenating every feed() and the flush() equals Tokenizer.decode(all ids)."""
+
+    def __init__(self, tokenizer, *, skip_special=False):
+        self._tokenizer = tokenizer
+        self._skip_special = skip_special
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._first = True
+
+    def feed(self, token_id):
+        tokenizer = self._tokenizer
+        if self._skip_special and tokenizer.is_special(token_id):
+            return ""
+        data = tokenizer.token_bytes(token_id)
+        if self._first and not tokenizer.is_special(token_id):
+            data = tokenizer._strip_space_prefix(data)
+            self._first = False
+        return self._utf8.decode(data)
+
+    def flush(self):
+        text = self._utf8.decode(b"", final=True)
+        self._utf8.reset()
+        return text

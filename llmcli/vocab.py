@@ -1,0 +1,266 @@
+"""A model's vocabulary read from GGUF metadata (the `tokenizer.ggml.*` keys), checked, in
+the shapes the tokenizer needs.
+
+Two tokenizer models exist in the files we run:
+  gpt2   byte-level BPE (SmolLM2): tokens are strings over a 256-char alphabet that
+         stands for bytes (GPT-2's byte<->unicode map), merged by the rank order of
+         `tokenizer.ggml.merges`; a pre-tokenizer named by `tokenizer.ggml.pre` first
+         splits text into words.
+  llama  SentencePiece-style BPE (Gemma 3): tokens are UTF-8 strings with U+2581 for a
+         space, merged by `tokenizer.ggml.scores`; unknown chars fall back to `<0xXX>`.
+Token types (`tokenizer.ggml.token_type`) follow llama.cpp's numbering (TokenType).
+"""
+import re
+import warnings
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from llmcli.errors import TokenizerError
+
+SPACE_MARK = "\u2581"  # SentencePiece's visible space
+SPACE_MARK_UTF8 = SPACE_MARK.encode("utf-8")
+BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+class TokenType(IntEnum):
+    NORMAL = 1
+    UNKNOWN = 2
+    CONTROL = 3
+    USER_DEFINED = 4
+    UNUSED = 5
+    BYTE = 6
+
+
+# `tokenizer.ggml.pre` names -> the split rule of csrc/pretok.c. Names sharing a rule use
+# the very same regexes in llama.cpp (src/llama-vocab.cpp).
+PRETOKENIZER_RULES = {
+    "gpt2": "gpt2", "gpt-2": "gpt2", "mpt": "gpt2", "olmo": "gpt2", "jais": "gpt2",
+    "smollm": "smollm", "starcoder": "smollm", "refact": "smollm", "command-r": "smollm",
+    "codeshell": "smollm", "exaone": "smollm", "minerva": "smollm",
+    "llama-bpe": "llama3", "llama3": "llama3", "llama-v3": "llama3", "dbrx": "llama3",
+    "smaug-bpe": "llama3",
+    "qwen2": "qwen2", "stablelm2": "qwen2",
+}
+# Llama 3's tokenizer.json sets ignore_merges: a word that is itself a token is not split.
+IGNORE_MERGES_RULES = {"llama3"}
+
+# Texts of control tokens that end a turn or a document, as llama.cpp recognises them.
+END_MARKERS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+               "<|eom_id|>", "<|end_of_text|>", "<EOT>", "<end_of_utterance>")
+
+
+def gpt2_byte_chars():
+    """GPT-2's map byte -> char: printable Latin-1 bytes stand for themselves, the other
+    68 bytes (controls, space, DEL, NBSP, soft hyphen) for chars from U+0100 upwards."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(0x100 + extra)
+            extra += 1
+    return chars
+
+
+BYTE_CHARS = gpt2_byte_chars()
+CHAR_BYTES = {char: b for b, char in BYTE_CHARS.items()}
+# str.translate table turning mapped chars back into the Latin-1 char of their byte
+UNMAP_TABLE = str.maketrans({char: chr(b) for char, b in CHAR_BYTES.items()})
+
+
+@dataclass(frozen=True)
+class Vocab:
+    model: str                  # "gpt2" or "llama"
+    pretokenizer: str | None    # split rule (gpt2 model only)
+    pieces: object              # sequence of token strings, as stored
+    raw_pieces: list            # the same as UTF-8 bytes
+    token_types: np.ndarray     # int32 [n_vocab]
+    scores: np.ndarray | None   # float32 [n_vocab] (llama model)
+    merges: tuple | None        # (left ids, right ids, merged ids), rank order (gpt2 model)
+    bos_id: int | None
+    eos_id: int | None
+    eot_id: int | None
+    unk_id: int | None
+    pad_id: int | None
+    add_bos: bool
+    add_eos: bool
+    add_space_prefix: bool
+    chat_template: str | None
+
+    @property
+    def n_vocab(self):
+        return len(self.pieces)
+
+
+def vocab_from_metadata(metadata):
+    """Read and check the tokenizer.ggml.* keys. Raises TokenizerError naming the key."""
+    model = _get(metadata, "tokenizer.ggml.model", str, required=True)
+    if model not in ("gpt2", "llama"):
+        raise TokenizerError(f"tokenizer.ggml.model = {model!r} is not supported "
+                             "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece BPE)")
+    pieces = _get(metadata, "tokenizer.ggml.tokens", object, required=True)
+    raw_pieces = utf8_strings(pieces)
+    n_vocab = len(pieces)
+    if n_vocab == 0:
+        raise TokenizerError("tokenizer.ggml.tokens is empty")
+    token_types = _array(metadata, "tokenizer.ggml.token_type", np.int32, n_vocab,
+                         default=TokenType.NORMAL)
+    is_spm = model == "llama"
+    scores = _array(metadata, "tokenizer.ggml.scores", np.float32, n_vocab, default=0.0) if is_spm else None
+    pretokenizer = None if is_spm else _pretokenizer_rule(metadata)
+    merges = None if is_spm else _merges(metadata, raw_pieces)
+
+    def token_id(key, default=None):
+        value = _get(metadata, key, int, default=None)
+        if value is None or value in (-1, 0xFFFFFFFF):  # absent, or "none" as some files write it
+            return default
+        if not 0 <= value < n_vocab:
+            raise TokenizerError(f"{key} = {value} is outside the vocabulary (0..{n_vocab - 1})")
+        return value
+
+    # Defaults for files that omit the keys follow llama.cpp (SentencePiece: <s> </s> <unk>).
+    bos_id = token_id("tokenizer.ggml.bos_token_id", 1 if is_spm else None)
+    eos_id = token_id("tokenizer.ggml.eos_token_id", 2 if is_spm else None)
+    add_bos = _get(metadata, "tokenizer.ggml.add_bos_token", bool,
+                   default=is_spm or pretokenizer == "llama3")
+    add_eos = _get(metadata, "tokenizer.ggml.add_eos_token", bool, default=False)
+    if add_bos and bos_id is None:
+        raise TokenizerError("tokenizer.ggml.add_bos_token is true but tokenizer.ggml.bos_token_id is missing")
+    if add_eos and eos_id is None:
+        raise TokenizerError("tokenizer.ggml.add_eos_token is true but tokenizer.ggml.eos_token_id is missing")
+    return Vocab(
+        model=model, pretokenizer=pretokenizer, pieces=pieces, raw_pieces=raw_pieces,
+        token_types=token_types,
+        scores=scores, merges=merges, bos_id=bos_id, eos_id=eos_id,
+        eot_id=token_id("tokenizer.ggml.eot_token_id"),
+        unk_id=token_id("tokenizer.ggml.unknown_token_id", 0 if is_spm else None),
+        pad_id=token_id("tokenizer.ggml.padding_token_id"),
+        add_bos=add_bos, add_eos=add_eos,
+        add_space_prefix=_get(metadata, "tokenizer.ggml.add_space_prefix", bool, default=is_spm),
+        chat_template=_get(metadata, "tokenizer.chat_template", str, default=None),
+    )
+
+
+def _get(metadata, key, kind, required=False, default=None):
+    if key not in metadata:
+        if required:
+            raise TokenizerError(f"GGUF metadata has no {key} (no tokenizer in this file?)")
+        return default
+    value = metadata[key]
+    if kind is int and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if kind is bool and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if kind is object and not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise TokenizerError(f"{key} has the wrong type ({type(value).__name__})")
+
+
+def _array(metadata, key, dtype, n_vocab, default):
+    if key not in metadata:
+        return np.full(n_vocab, default, dtype=dtype)
+    values = np.asarray(metadata[key])
+    if values.ndim != 1 or len(values) != n_vocab:
+        raise TokenizerError(f"{key} has {values.size} entries, tokenizer.ggml.tokens has {n_vocab}")
+    if not np.issubdtype(values.dtype, np.number):
+        raise TokenizerError(f"{key} is not a numeric array")
+    return values.astype(dtype, copy=False)
+
+
+def _pretokenizer_rule(metadata):
+    name = _get(metadata, "tokenizer.ggml.pre", str, default="gpt2")
+    rule = PRETOKENIZER_RULES.get(name)
+    if rule is None:
+        warnings.warn(f"unknown pre-tokenizer tokenizer.ggml.pre = {name!r}; "
+                      "splitting words by GPT-2's rules instead", stacklevel=3)
+        rule = "gpt2"
+    return rule
+
+
+def _merges(metadata, raw_pieces):
+    """'left right' strings -> id arrays. Merges naming a missing token are dropped (they
+    could never apply); a file with no usable merge at all is refused."""
+    merges = utf8_strings(_get(metadata, "tokenizer.ggml.merges", object, required=True))
+    index = {piece: i for i, piece in enumerate(raw_pieces)}
+    left, right, merged = [], [], []
+    for rank, merge in enumerate(merges):
+        # the separator is the first space after the first char (llama.cpp's rule)
+        split = merge.find(b" ", 1)
+        if split < 0:
+            raise TokenizerError(f"tokenizer.ggml.merges[{rank}] = {merge!r} is not 'left right'")
+        a, b = merge[:split], merge[split + 1:]
+        ids = index.get(a), index.get(b), index.get(a + b)
+        if None not in ids:
+            left.append(ids[0])
+            right.append(ids[1])
+            merged.append(ids[2])
+    if not left and merges:
+        raise TokenizerError("tokenizer.ggml.merges names no tokens of tokenizer.ggml.tokens")
+    return tuple(np.array(ids, dtype=np.int32) for ids in (left, right, merged))
+
+
+def utf8_strings(strings):
+    """A sequence of str as a list of UTF-8 bytes; straight from the file when the GGUF
+    reader offers the raw bytes (no decode/encode round trip)."""
+    raw_at = getattr(strings, "bytes_at", None)
+    if raw_at is not None:
+        return [bytes(raw_at(i)) for i in range(len(strings))]
+    return [s.encode("utf-8") for s in strings]
+
+
+# token types as plain ints: IntEnum member lookups are slow in a loop over a vocabulary
+_BYTE, _TEXT_AS_IS = int(TokenType.BYTE), {int(TokenType.CONTROL), int(TokenType.USER_DEFINED),
+                                           int(TokenType.UNKNOWN)}
+
+
+def piece_bytes(vocab, token_id):
+    """The bytes a token stands for in decoded text."""
+    raw = vocab.raw_pieces[token_id]
+    kind = int(vocab.token_types[token_id])
+    if kind == _BYTE:
+        match = BYTE_TOKEN.fullmatch(raw.decode("utf-8", "replace"))
+        if match:
+            return bytes([int(match.group(1), 16)])
+    if kind in _TEXT_AS_IS:
+        return raw  # stored as plain text in both models
+    if vocab.model == "llama":
+        return raw.replace(SPACE_MARK_UTF8, b" ")
+    return unmap_byte_level(raw) or raw
+
+
+def unmap_byte_level(raw):
+    """A byte-level BPE piece (UTF-8 of its mapped chars) -> the bytes it stands for;
+    None if it uses chars outside GPT-2's byte alphabet."""
+    text = raw.decode("utf-8", "replace")
+    if not all(char in CHAR_BYTES for char in text):
+        return None
+    return text.translate(UNMAP_TABLE).encode("latin-1")
+
+
+def token_texts(vocab):
+    """Each token's text as the C encoder matches it: for SentencePiece the piece itself
+    (U+2581 for spaces); for byte-level BPE the bytes a normal token stands for, and the
+    plain text of special tokens. Done in bulk: per-token Python work would cost
+    seconds on a 262k vocabulary."""
+    if vocab.model == "llama":
+        return vocab.raw_pieces
+    texts = _unmap_all(vocab.raw_pieces)
+    for i in np.flatnonzero(vocab.token_types != TokenType.NORMAL):
+        texts[i] = piece_bytes(vocab, int(i))
+    return texts
+
+
+def _unmap_all(raw_pieces):
+    # U+0200 is outside the byte alphabet (U+0021..U+0143), so it survives translate()
+    # and can separate pieces; translate() itself yields only chars U+0000..U+00FF.
+    text = "\u0200".join(raw.decode("utf-8", "replace") for raw in raw_pieces)
+    if max(text.replace("\u0200", ""), default="\x00") <= "\u0143":
+        pieces = text.translate(UNMAP_TABLE).split("\u0200")
+        if len(pieces) == len(raw_pieces):
+            return [piece.encode("latin-1") for piece in pieces]
+    return [unmap_byte_level(raw) or raw for raw in raw_pieces]
