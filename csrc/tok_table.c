@@ -132,6 +132,9 @@ int tok_merges_init(tok_merges *m, int32_t n, const int32_t *left, const int32_t
 }
 
 int tok_merges_find(const tok_merges *m, int32_t left, int32_t right, int32_t *merged) {
+    /* a byte without a token (-1) never merges; and (-1, -1) would spell the all-ones
+     * key that marks an empty slot, "finding" an uninitialised rank */
+    if (left < 0 || right < 0) return -1;
     uint64_t key = pair_key(left, right);
     uint64_t i = mix64(key) & m->mask;
     for (;;) {

@@ -71,7 +71,7 @@ def rope(float[:, ::1] x, const int32_t[::1] pos, int n_heads, int head_dim, dou
     if not base > 0:
         raise ValueError(f"rope: base must be > 0, got {base}")
     cdef int64_t n_tok = x.shape[0]
-    _check_shape("rope: x", (n_tok, x.shape[1]), (n_tok, n_heads * head_dim))
+    _check_shape("rope: x", (n_tok, x.shape[1]), (n_tok, <int64_t>n_heads * head_dim))
     _check_shape("rope: pos", (pos.shape[0],), (n_tok,))
     if n_tok == 0:
         return
@@ -145,12 +145,14 @@ def attention(const float[:, ::1] q, const float[:, ::1] k_cache, const float[:,
         raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
     if window < 0:
         raise ValueError(f"attention: window must be >= 0 (0 = none), got {window}")
+    # widths in 64 bits: n_heads * head_dim in C int could wrap and pass the check
     cdef int64_t n_tok = q.shape[0], n_ctx = k_cache.shape[0]
-    _check_shape("attention: q", (n_tok, q.shape[1]), (n_tok, n_heads * head_dim))
-    _check_shape("attention: k_cache", (n_ctx, k_cache.shape[1]), (n_ctx, n_kv_heads * head_dim))
-    _check_shape("attention: v_cache", (v_cache.shape[0], v_cache.shape[1]), (n_ctx, n_kv_heads * head_dim))
+    cdef int64_t q_width = <int64_t>n_heads * head_dim, kv_width = <int64_t>n_kv_heads * head_dim
+    _check_shape("attention: q", (n_tok, q.shape[1]), (n_tok, q_width))
+    _check_shape("attention: k_cache", (n_ctx, k_cache.shape[1]), (n_ctx, kv_width))
+    _check_shape("attention: v_cache", (v_cache.shape[0], v_cache.shape[1]), (n_ctx, kv_width))
     _check_shape("attention: q_pos", (q_pos.shape[0],), (n_tok,))
-    _check_shape("attention: out", (out.shape[0], out.shape[1]), (n_tok, n_heads * head_dim))
+    _check_shape("attention: out", (out.shape[0], out.shape[1]), (n_tok, q_width))
     if n_tok == 0:
         return
     cdef int32_t highest = _max_position(q_pos, n_ctx)
