@@ -42,6 +42,8 @@ void ops_rmsnorm(const float *x, const float *w, float *out,
 
 /* ---- rope --------------------------------------------------------------------- */
 
+#define TWO_PI 6.283185307179586
+
 /* Rotate one head in place by the per-pair cos/sin of its token. */
 static void rotate_head(float *head, const float *cos_t, const float *sin_t, int head_dim,
                         int neox)
@@ -72,10 +74,14 @@ void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head
     for (int64_t t = 0; t < n_tok; t++) {
         float cos_t[OPS_MAX_HEAD_DIM / 2], sin_t[OPS_MAX_HEAD_DIM / 2];
         for (int i = 0; i < half; i++) {
-            /* in double: at pos 30000 a float angle would be off by ~2e-3 rad */
+            /* The angle is formed in double (at pos 30000 a float angle would be off by
+             * ~2e-3 rad) and reduced by whole turns there; float sin/cos of what is left
+             * (|r| < 2 pi) are then exact to float rounding, and 4x cheaper than double. */
             const double angle = (double)pos[t] * inv_freq[i];
-            cos_t[i] = (float)cos(angle);
-            sin_t[i] = (float)sin(angle);
+            const double turns = (double)(int64_t)(angle * (1.0 / TWO_PI));
+            const float reduced = (float)(angle - turns * TWO_PI);
+            cos_t[i] = cosf(reduced);
+            sin_t[i] = sinf(reduced);
         }
         for (int h = 0; h < n_heads; h++)
             rotate_head(x + t * row + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);

@@ -2,6 +2,9 @@
 # Included by _kernels.pyx. Every buffer is float32 (positions int32) and C-contiguous;
 # the typed memoryviews reject other dtypes, ranks and layouts with ValueError, and each
 # wrapper checks the shapes against each other before releasing the GIL.
+import threading
+
+import numpy as np
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "ops.h" nogil:
@@ -16,7 +19,9 @@ cdef extern from "ops.h" nogil:
     void ops_attention(const float *q, const float *k_cache, const float *v_cache,
                        const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
                        int head_dim, float scale, int window, float *out,
-                       float *probs, int64_t probs_len)
+                       float *probs, int64_t probs_len, float *scratch, int64_t scratch_len)
+    int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
+                                      int n_kv_heads, int head_dim, int window)
     const char *ops_simd_path()
     const char *ops_set_simd(int enabled)
 
@@ -156,15 +161,40 @@ def attention(const float[:, ::1] q, const float[:, ::1] k_cache, const float[:,
     if n_tok == 0:
         return
     cdef int32_t highest = _max_position(q_pos, n_ctx)
-    cdef float *probs_ptr = NULL
-    cdef int64_t probs_len = 0
     if probs is not None:
-        probs_len = probs.shape[2]
-        if probs.shape[0] != n_heads or probs.shape[1] != n_tok or probs_len <= highest:
+        if probs.shape[0] != n_heads or probs.shape[1] != n_tok or probs.shape[2] <= highest:
             raise ValueError(f"attention: probs has shape {tuple(probs.shape)[:3]}, expected "
                              f"({n_heads}, {n_tok}, L) with L > {highest}")
-        probs_ptr = &probs[0, 0, 0]
-    with nogil:
-        ops_attention(&q[0, 0], &k_cache[0, 0], &v_cache[0, 0], &q_pos[0], n_tok,
-                      n_heads, n_kv_heads, head_dim, scale, window, &out[0, 0],
-                      probs_ptr, probs_len)
+        with nogil:
+            ops_attention(&q[0, 0], &k_cache[0, 0], &v_cache[0, 0], &q_pos[0], n_tok,
+                          n_heads, n_kv_heads, head_dim, scale, window, &out[0, 0],
+                          &probs[0, 0, 0], probs.shape[2], NULL, 0)
+        return
+    cdef int64_t need = ops_attention_scratch_len(&q_pos[0], n_tok, n_heads, n_kv_heads,
+                                                  head_dim, window)
+    if need == 0:
+        with nogil:
+            ops_attention(&q[0, 0], &k_cache[0, 0], &v_cache[0, 0], &q_pos[0], n_tok,
+                          n_heads, n_kv_heads, head_dim, scale, window, &out[0, 0],
+                          NULL, 0, NULL, 0)
+        return
+    cdef float[::1] scratch
+    with _scratch_lock:  # one shared scratch: calls from several Python threads take turns
+        scratch = _attention_scratch(need)
+        with nogil:
+            ops_attention(&q[0, 0], &k_cache[0, 0], &v_cache[0, 0], &q_pos[0], n_tok,
+                          n_heads, n_kv_heads, head_dim, scale, window, &out[0, 0],
+                          NULL, 0, &scratch[0], scratch.shape[0])
+
+
+# Work space of the attention calls split over more threads than they have tiles (decode
+# steps): grown on demand, so a steady decode loop allocates nothing.
+_scratch = np.empty(0, dtype=np.float32)
+_scratch_lock = threading.Lock()
+
+
+cdef _attention_scratch(int64_t n):
+    global _scratch
+    if _scratch.shape[0] < n:
+        _scratch = np.empty(n, dtype=np.float32)
+    return _scratch

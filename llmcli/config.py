@@ -43,7 +43,6 @@ class ModelConfig:
     rms_eps: float
     rope_base: float             # RoPE base of global (full-attention) layers
     rope_base_local: float       # RoPE base of sliding-window layers
-    rope_freq_scale: float       # 1/linear scaling factor, global layers only
     # RoPE pairing as stored in the GGUF: llama.cpp's converter permutes llama q/k rows so
     # that rotation pairs are adjacent (x[2i], x[2i+1]); gemma3 keeps the HF layout where
     # pairs are the two halves of the head (x[i], x[i + head_dim/2]), "NEOX" in llama.cpp.
@@ -71,11 +70,9 @@ class ModelConfig:
         """Sliding window of a layer, 0 for full attention."""
         return self.sliding_window if self.sliding_layers[layer] else 0
 
-    def layer_rope(self, layer):
-        """(base, freq_scale) of a layer's RoPE."""
-        if self.sliding_layers[layer]:
-            return self.rope_base_local, 1.0
-        return self.rope_base, self.rope_freq_scale
+    def layer_rope_base(self, layer):
+        """RoPE base of a layer."""
+        return self.rope_base_local if self.sliding_layers[layer] else self.rope_base
 
 
 def config_from_metadata(metadata):
@@ -85,6 +82,7 @@ def config_from_metadata(metadata):
         raise ModelError(f"unsupported architecture {arch!r} (general.architecture); "
                          f"supported: {', '.join(SUPPORTED_ARCHS)}")
     keys = _ArchKeys(metadata, arch)
+    _check_rope_scaling(keys)
     if keys.get("expert_count", int, 0) > 0:
         raise ModelError(f"mixture-of-experts models are not supported ({arch}.expert_count)")
 
@@ -109,7 +107,6 @@ def config_from_metadata(metadata):
         head_dim=head_dim,
         rms_eps=keys.positive("attention.layer_norm_rms_epsilon", float),
         rope_base=keys.positive("rope.freq_base", float, default=10000.0),
-        rope_freq_scale=_rope_freq_scale(keys),
         final_logit_softcap=keys.get("final_logit_softcapping", float, 0.0),
     )
     if arch == "llama":
@@ -170,14 +167,12 @@ def _n_vocab(metadata, keys):
     return n_vocab
 
 
-def _rope_freq_scale(keys):
+def _check_rope_scaling(keys):
     kind = keys.get("rope.scaling.type", str, "none")
-    if kind == "none":
-        return 1.0
-    if kind != "linear":
-        raise ModelError(f"unsupported RoPE scaling {kind!r} ({keys.arch}.rope.scaling.type)")
-    factor = keys.positive("rope.scaling.factor", float)
-    return 1.0 / factor
+    factor = keys.get("rope.scaling.factor", float, 1.0)
+    if kind != "none" and factor != 1.0:
+        raise ModelError(f"RoPE scaling {kind!r} ({keys.arch}.rope.scaling.type) "
+                         "is not supported")
 
 
 class _ArchKeys:

@@ -2,7 +2,7 @@
 
 It shares nothing with the kernel forward in model.py except the config and the weight
 table: every weight is dequantized to float32 once (llmcli.quants, the NumPy reference
-dequantizer), and every step is a NumPy formula written from the papers/model cards.
+dequantizer), and every step is a NumPy formula (llmcli.ops_ref, the kernels' references).
 Tests compare the kernel forward with it; benchmarks use it as the "no C core" baseline.
 
 Same surface as Model for what both can do: n_past, reset(), truncate(n),
@@ -15,10 +15,7 @@ from llmcli.errors import ContextOverflowError
 from llmcli.quants import dequantize
 from llmcli.weights import load_weights
 
-try:  # the shared NumPy references of the kernels, when they are available
-    from llmcli import ops_ref
-except ImportError:  # pragma: no cover - only before the ops module exists
-    ops_ref = None
+from llmcli.ops_ref import attention, geglu_tanh, rmsnorm, rope, swiglu
 
 
 def load_reference(path, n_ctx=None):
@@ -53,8 +50,8 @@ class ReferenceModel:
         self.reset()
 
     def reset(self):
-        empty = np.zeros((0, self.config.n_kv_heads, self.config.head_dim), np.float32)
-        self.k_cache = [empty] * self.config.n_layers   # per layer [n_past, n_kv_heads, head_dim]
+        empty = np.zeros((0, self.config.n_kv), np.float32)
+        self.k_cache = [empty] * self.config.n_layers   # per layer [n_past, n_kv_heads * head_dim]
         self.v_cache = [empty] * self.config.n_layers
         self.n_past = 0
 
@@ -98,22 +95,23 @@ class ReferenceModel:
         cfg = self.config
         n = len(x)
         h = rmsnorm(x, layer["attn_norm"], cfg.rms_eps)
-        q = (h @ layer["wq"].T).reshape(n, cfg.n_heads, cfg.head_dim)
-        k = (h @ layer["wk"].T).reshape(n, cfg.n_kv_heads, cfg.head_dim)
-        v = (h @ layer["wv"].T).reshape(n, cfg.n_kv_heads, cfg.head_dim)
+        q = h @ layer["wq"].T                                    # [n, n_heads * head_dim]
+        k = h @ layer["wk"].T                                    # [n, n_kv_heads * head_dim]
+        v = h @ layer["wv"].T
         if cfg.qk_norm:
-            q = rmsnorm(q, layer["q_norm"], cfg.rms_eps)
-            k = rmsnorm(k, layer["k_norm"], cfg.rms_eps)
-        base, freq_scale = cfg.layer_rope(i)
-        q = rope(q, positions, base, freq_scale, cfg.rope_neox)
-        k = rope(k, positions, base, freq_scale, cfg.rope_neox)
+            q = rmsnorm(q.reshape(-1, cfg.head_dim), layer["q_norm"], cfg.rms_eps).reshape(n, -1)
+            k = rmsnorm(k.reshape(-1, cfg.head_dim), layer["k_norm"], cfg.rms_eps).reshape(n, -1)
+        base = cfg.layer_rope_base(i)
+        q = rope(q, positions, cfg.n_heads, cfg.head_dim, base, cfg.rope_neox)
+        k = rope(k, positions, cfg.n_kv_heads, cfg.head_dim, base, cfg.rope_neox)
         self.k_cache[i] = np.concatenate([self.k_cache[i], k])
         self.v_cache[i] = np.concatenate([self.v_cache[i], v])
-        out, probs = attention(q, self.k_cache[i], self.v_cache[i], positions,
-                               cfg.attn_scale, cfg.layer_window(i))
+        out, probs = attention(q, self.k_cache[i], self.v_cache[i], positions, cfg.n_heads,
+                               cfg.n_kv_heads, cfg.head_dim, cfg.attn_scale,
+                               cfg.layer_window(i))
         if self.attention_probs is not None:
             self.attention_probs.append(probs)
-        out = out.reshape(n, cfg.n_q) @ layer["wo"].T
+        out = out @ layer["wo"].T
         if cfg.post_norms:
             out = rmsnorm(out, layer["post_attn_norm"], cfg.rms_eps)
         return out
@@ -123,8 +121,8 @@ class ReferenceModel:
         h = rmsnorm(x, layer["ffn_norm"], cfg.rms_eps)
         gate = h @ layer["w_gate"].T
         up = h @ layer["w_up"].T
-        act = silu(gate) if cfg.ffn_act == "silu" else gelu_tanh(gate)
-        out = (act * up) @ layer["w_down"].T
+        gated = swiglu(gate, up) if cfg.ffn_act == "silu" else geglu_tanh(gate, up)
+        out = gated @ layer["w_down"].T
         if cfg.post_norms:
             out = rmsnorm(out, layer["post_ffn_norm"], cfg.rms_eps)
         return out
@@ -140,66 +138,3 @@ class ReferenceModel:
 
 def _present(layer):
     return [name for name, value in vars(layer).items() if value is not None]
-
-
-# --- the operations, as formulas ---------------------------------------------------------
-
-def rmsnorm(x, weight, eps):
-    """x / sqrt(mean(x^2) + eps) * weight over the last axis."""
-    mean_square = np.mean(x * x, axis=-1, keepdims=True)
-    return x / np.sqrt(mean_square + np.float32(eps)) * weight
-
-
-def rope(x, positions, base, freq_scale, neox):
-    """Rotate x [n, heads, head_dim] by position: pair i turns by pos * base^(-2i/head_dim).
-
-    Pairs are (x[2i], x[2i+1]) in llama.cpp's normal mode, (x[i], x[i + head_dim/2]) in
-    NEOX mode."""
-    head_dim = x.shape[-1]
-    inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    angles = np.outer(positions * freq_scale, inv_freq)        # [n, head_dim/2]
-    cos = np.cos(angles).astype(np.float32)[:, None, :]
-    sin = np.sin(angles).astype(np.float32)[:, None, :]
-    if neox:
-        first, second = x[..., : head_dim // 2], x[..., head_dim // 2:]
-    else:
-        first, second = x[..., 0::2], x[..., 1::2]
-    rotated_first = first * cos - second * sin
-    rotated_second = first * sin + second * cos
-    if neox:
-        return np.concatenate([rotated_first, rotated_second], axis=-1)
-    return np.stack([rotated_first, rotated_second], axis=-1).reshape(x.shape)
-
-
-def attention(q, k, v, positions, scale, window):
-    """Causal grouped-query attention of new queries q [n, heads, d] at `positions` over
-    all cached keys/values [n_past, kv_heads, d]; a key at j is visible from i when
-    j <= i and, with a window, i - j < window. Returns (out [n, heads, d], probs)."""
-    n_heads, n_kv_heads = q.shape[1], k.shape[1]
-    group = n_heads // n_kv_heads
-    k = np.repeat(k, group, axis=1)                             # [n_past, heads, d]
-    v = np.repeat(v, group, axis=1)
-    scores = np.einsum("qhd,khd->hqk", q, k) * np.float32(scale)  # [heads, n, n_past]
-    key_pos = np.arange(k.shape[0])
-    visible = key_pos[None, :] <= positions[:, None]
-    if window:
-        visible &= positions[:, None] - key_pos[None, :] < window
-    scores = np.where(visible[None], scores, -np.inf)
-    probs = softmax(scores)
-    out = np.einsum("hqk,khd->qhd", probs, v)
-    return out, probs
-
-
-def softmax(x):
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
-
-
-def silu(x):
-    return x / (np.float32(1) + np.exp(-x))
-
-
-def gelu_tanh(x):
-    """GELU, tanh approximation (what Gemma calls gelu_pytorch_tanh)."""
-    c = np.float32(np.sqrt(2.0 / np.pi))
-    return np.float32(0.5) * x * (np.float32(1) + np.tanh(c * (x + np.float32(0.044715) * x ** 3)))

@@ -17,7 +17,7 @@ from llmcli.quants import GGMLType, block_size, row_nbytes
 
 # Weight types our matmul/get_rows kernels read directly.
 MATRIX_TYPES = frozenset({
-    GGMLType.F32, GGMLType.F16, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+    GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
     GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 })
 

@@ -8,6 +8,11 @@ Tolerances: the kernels compute in float32 with double sums, so they sit within 
 float32 ulps of the float64 formula on O(1) data: rtol 1e-5 (elementwise ops, rope),
 atol 2e-5 on attention outputs and probabilities.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -308,7 +313,46 @@ def test_prefill_equals_token_by_token_decode(shape):
         prefill, _ = run_attention(q, k_cache, v_cache, q_pos, n_heads, n_kv, hd, 0.1, w)
         for t in range(n_tok):
             step, _ = run_attention(q[t:t + 1], k_cache, v_cache, q_pos[t:t + 1], n_heads, n_kv, hd, 0.1, w)
-            np.testing.assert_array_equal(step[0], prefill[t])
+            # same math; only the grouping of rows into blocks (rounding) may differ
+            np.testing.assert_allclose(step[0], prefill[t], rtol=0, atol=1e-6)
+
+
+DECODE_IN_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from llmcli import _kernels as K
+    path, n_heads, n_kv, hd, n_ctx, window, out_file = sys.argv[1:]
+    n_heads, n_kv, hd, n_ctx, window = map(int, (n_heads, n_kv, hd, n_ctx, window))
+    K.set_ops_simd(path == "avx2")
+    r = np.random.default_rng(14)
+    q = r.normal(size=(1, n_heads * hd)).astype(np.float32)
+    k_cache = r.normal(size=(n_ctx, n_kv * hd)).astype(np.float32)
+    v_cache = r.normal(size=(n_ctx, n_kv * hd)).astype(np.float32)
+    out = np.empty_like(q)
+    K.attention(q, k_cache, v_cache, np.array([n_ctx - 1], np.int32), n_heads, n_kv, hd,
+                hd ** -0.5, window, out)
+    np.savez(out_file, q=q, k_cache=k_cache, v_cache=v_cache, out=out)
+""")
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("shape, n_ctx, window", [("smollm2", 4096, 0), ("gemma3", 3000, 0),
+                                                  ("gemma3", 3000, 512)])
+def test_decode_step_split_over_threads(simd_path, tmp_path, threads, shape, n_ctx, window):
+    # A decode step has fewer tiles than threads, so its cache rows are split into
+    # chunks whose partial softmaxes are merged; the result must not depend on that.
+    n_heads, n_kv, hd = SHAPES[shape]
+    result = tmp_path / "decode.npz"
+    # the child imports the same llmcli as this process (installed or built in place)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(K.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=package_parent)
+    subprocess.run([sys.executable, "-c", DECODE_IN_CHILD, simd_path, str(n_heads), str(n_kv),
+                    str(hd), str(n_ctx), str(window), str(result)],
+                   env=env, cwd=tmp_path, check=True)
+    data = np.load(result)
+    expected, _ = ops_ref.attention(f64(data["q"]), f64(data["k_cache"]), f64(data["v_cache"]),
+                                    np.array([n_ctx - 1]), n_heads, n_kv, hd, hd ** -0.5, window)
+    np.testing.assert_allclose(data["out"], expected, rtol=0, atol=2e-5)
 
 
 # ---- argument checks ---------------------------------------------------------------

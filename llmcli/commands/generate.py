@@ -4,12 +4,13 @@ stdout carries only the generated text (or the JSON with --format); everything e
 (notices, --show-prompt, --verbose, --stats) goes to stderr. Ctrl-C keeps the text so far
 and exits 130; a closed pipe (`| head -c 1`) ends quietly.
 """
-import math
 import sys
 
 import click
 
 from llmcli.commands._common import model_option, read_stdin_text
+from llmcli.commands._options import (max_tokens_option, runtime_options,
+                                      sampler_options)
 
 
 def _number_check(option_text, valid, what):
@@ -22,10 +23,6 @@ def _number_check(option_text, valid, what):
     return check
 
 
-def _finite(x):
-    return math.isfinite(x)
-
-
 def _stops_check(ctx, param, values):
     if any(v == "" for v in values):
         raise click.BadParameter("a stop string cannot be empty", ctx, param,
@@ -35,6 +32,10 @@ def _stops_check(ctx, param, values):
 
 def _env(name):
     return {"envvar": f"LLMCLI_{name}", "show_envvar": True}
+
+
+# The sampler's options, for other commands that sample (declared in _options.py).
+sampling_options = sampler_options
 
 
 PROMPT_HELP = """Generate text from a prompt; the text streams to stdout.
@@ -57,55 +58,13 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @model_option
 @click.option("-f", "--file", "prompt_file", type=click.Path(dir_okay=False),
               help="Read the prompt (or its first part) from this file.")
-@click.option("-t", "--temperature", "--temp", "temperature", type=float, default=0.8,
-              show_default=True, callback=_number_check(
-                  "-t/--temperature", lambda x: _finite(x) and x >= 0, "a number >= 0"),
-              help="Higher is more random; 0 picks the most likely token.",
-              **_env("TEMPERATURE"))
-@click.option("--top-k", type=int, default=40, show_default=True,
-              callback=_number_check("--top-k", lambda x: x >= 0, "an integer >= 0"),
-              help="Keep the K most likely tokens (0 = off).", **_env("TOP_K"))
-@click.option("--top-p", type=float, default=0.95, show_default=True,
-              callback=_number_check("--top-p", lambda x: _finite(x) and 0 < x <= 1,
-                                     "in (0, 1]"),
-              help="Keep the most likely tokens until their probabilities add up to P "
-                   "(1 = off).", **_env("TOP_P"))
-@click.option("--min-p", type=float, default=0.05, show_default=True,
-              callback=_number_check("--min-p", lambda x: _finite(x) and 0 <= x <= 1,
-                                     "in [0, 1]"),
-              help="Drop tokens less likely than P times the most likely one (0 = off).",
-              **_env("MIN_P"))
-@click.option("--repeat-penalty", type=float, default=1.0, show_default=True,
-              callback=_number_check("--repeat-penalty", lambda x: _finite(x) and x > 0,
-                                     "a number > 0"),
-              help="Penalize tokens seen in the last --repeat-last-n tokens (1 = off).",
-              **_env("REPEAT_PENALTY"))
-@click.option("--repeat-last-n", type=int, default=64, show_default=True,
-              callback=_number_check("--repeat-last-n", lambda x: x >= -1,
-                                     "an integer >= -1"),
-              help="Window of the repeat penalty (0 = off, -1 = the whole context).",
-              **_env("REPEAT_LAST_N"))
-@click.option("--seed", type=int, default=None, show_default="random, reported by "
-              "--verbose and in JSON",
-              callback=_number_check("--seed", lambda x: 0 <= x < 2 ** 64,
-                                     "an integer in [0, 2**64)"),
-              help="Seed of the sampler: same seed, prompt and options, same output.",
-              **_env("SEED"))
-@click.option("-n", "--max-tokens", type=int, default=256, show_default=True,
-              callback=_number_check("-n/--max-tokens", lambda x: x >= 1,
-                                     "an integer >= 1"),
-              help="Stop after this many generated tokens.", **_env("MAX_TOKENS"))
+@sampler_options
+@max_tokens_option
 @click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
               help="Stop when the output would contain STRING (not printed); repeatable.")
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
               **_env("IGNORE_EOS"))
-@click.option("--ctx-size", type=int, default=None,
-              show_default="the model's context length, at most 4096",
-              callback=_number_check("--ctx-size", lambda x: x >= 1, "an integer >= 1"),
-              help="Context window in tokens (prompt + output).", **_env("CTX_SIZE"))
-@click.option("--threads", type=int, default=None, show_default="all cores",
-              callback=_number_check("--threads", lambda x: x >= 1, "an integer >= 1"),
-              help="Threads for the kernels.", **_env("THREADS"))
+@runtime_options
 @click.option("--raw/--chat", "raw_mode", default=None,
               show_default="chat if the model has a chat template, else raw",
               help="Raw completion, or the model's chat template.")
