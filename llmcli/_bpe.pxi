@@ -29,7 +29,7 @@ cdef extern from "tokenizer.h":
         int32_t n_crossing
         int32_t unk_id
         int32_t byte_ids[256]
-        const float *scores
+        const int32_t *priorities
         tok_vocab vocab
         tok_merges merges
         tok_trie always_trie
@@ -67,16 +67,17 @@ cdef _check_ids(str what, object values, int64_t n_tokens, int64_t lowest=0):
 
 
 cdef class BPECore:
-    """A vocabulary ready to encode: token texts (raw bytes), merges or scores, special
-    tokens. All arrays are copied or kept referenced here for the core's lifetime."""
+    """A vocabulary ready to encode: token texts (raw bytes), merges (byte-level) or
+    merge priorities (SentencePiece: 0 for the highest score, equal scores equal), and
+    special tokens. Arrays are copied or kept referenced for the core's lifetime."""
     cdef tok_model model
     cdef bint ready
     cdef bytes blob
     cdef const int64_t[::1] offsets
-    cdef const float[::1] scores
+    cdef int32_t[::1] priorities
     cdef int32_t[::1] crossing
 
-    def __cinit__(self, int kind, str pretok, bytes blob, offsets, *, scores=None,
+    def __cinit__(self, int kind, str pretok, bytes blob, offsets, *, priorities=None,
                   merges=None, byte_ids, always_ids, special_ids, int unk_id=-1,
                   bint add_space_prefix=False, bint ignore_merges=False,
                   crossing_ids=None):
@@ -101,8 +102,8 @@ cdef class BPECore:
         if merges is not None:
             for part in merges:
                 _check_ids("merges", part, n_tokens)
-        if kind == BPE_KIND_SPM and (scores is None or len(scores) != n_tokens):
-            raise ValueError(f"SentencePiece vocabularies need {n_tokens} scores")
+        if kind == BPE_KIND_SPM and priorities is None:
+            raise ValueError(f"SentencePiece vocabularies need {n_tokens} priorities")
         if kind == BPE_KIND_BYTE_LEVEL and merges is None:
             merges = ([], [], [])   # the merge loop always consults the table
         if tok_model_init(&self.model, kind, BPE_PRETOKENIZERS[pretok],
@@ -123,9 +124,11 @@ cdef class BPECore:
             self.model.crossing = &self.crossing[0]
             self.model.n_crossing = len(crossing_ids)
             self.model.spm_split_words = len(crossing_ids) <= 64
-        if scores is not None:
-            self.scores = numpy.ascontiguousarray(scores, dtype=numpy.float32)
-            self.model.scores = &self.scores[0]
+        if priorities is not None:  # SentencePiece: merge order of each token
+            self.priorities = _int32_view(priorities)
+            if self.priorities.shape[0] != n_tokens:
+                raise ValueError("one priority per token is needed")
+            self.model.priorities = &self.priorities[0]
         if merges is not None:
             self._set_merges(merges)
         self._set_trie(&self.model.always_trie, always_ids)

@@ -42,7 +42,7 @@ class Tokenizer:
         self._core = BPECore(
             1 if vocab.model == "llama" else 0, vocab.pretokenizer or "gpt2",
             *self._core_texts(),
-            scores=vocab.scores, merges=vocab.merges, byte_ids=self._byte_ids(),
+            priorities=_score_order(vocab.scores), merges=vocab.merges, byte_ids=self._byte_ids(),
             always_ids=np.flatnonzero(types == TokenType.USER_DEFINED),
             special_ids=np.flatnonzero(np.isin(types, _SPECIAL_TYPES)),
             unk_id=-1 if vocab.unk_id is None else vocab.unk_id,
@@ -219,3 +219,11 @@ class StreamDecoder:
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _score_order(scores):
+    """SentencePiece merges the pair whose token scores highest first: rank the scores,
+    0 = highest, equal scores sharing a rank (then the leftmost pair goes first)."""
+    if scores is None:
+        return None
+    return np.unique(-scores, return_inverse=True)[1].astype(np.int32)

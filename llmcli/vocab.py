@@ -210,7 +210,8 @@ def _merges(metadata, raw_pieces):
         # the separator is the first space after the first char (llama.cpp's rule)
         split = merge.find(b" ", 1)
         if split < 0:
-            raise TokenizerError(f"tokenizer.ggml.merges[{rank}] = {merge!r} is not 'left right'")
+            shown = merge.decode("utf-8", "replace")
+            raise TokenizerError(f"tokenizer.ggml.merges[{rank}] = {shown!r} is not 'left right'")
         a, b = merge[:split], merge[split + 1:]
         ids = index.get(a), index.get(b), index.get(a + b)
         if None not in ids:

@@ -85,9 +85,11 @@ def test_tokenizer_core_checks_every_id_it_is_given(changes, message):
     assert bpe_core().encode(b"abc") == [0, 1, 2]   # the unchanged arguments are fine
 
 
-def test_sentencepiece_core_needs_a_score_per_token():
-    with pytest.raises(ValueError, match="3 scores"):
-        _kernels.BPECore(1, "gpt2", b"abc", np.array([0, 1, 2, 3]), scores=np.zeros(2, np.float32),
+@pytest.mark.parametrize("priorities, message", [(None, "need 3 priorities"),
+                                                  (np.zeros(2, np.int32), "one priority per token")])
+def test_sentencepiece_core_needs_a_priority_per_token(priorities, message):
+    with pytest.raises(ValueError, match=message):
+        _kernels.BPECore(1, "gpt2", b"abc", np.array([0, 1, 2, 3]), priorities=priorities,
                          byte_ids=np.full(256, -1, np.int32), always_ids=[], special_ids=[])
 
 
