@@ -30,7 +30,7 @@ with atheris.instrument_imports(include=["llmcli"]):
     from llmcli.errors import LLMError, TokenizerError
     from llmcli.tokenizer import Tokenizer
 
-import tiny_models  # noqa: E402  (test helper: tiny vocabularies written from the specs)
+import hostile_models  # noqa: E402  (test helper: tiny vocabularies written from the specs)
 
 warnings.simplefilter("ignore")
 MODEL_DIR = os.environ.get("LLMCLI_TEST_MODEL_DIR", "/work/models")
@@ -44,12 +44,12 @@ def _real_or_tiny(name, tiny_metadata):
 
 
 def _tiny_llama_metadata():
-    tokens, types, merges = tiny_models.llama_vocab()
-    return _plain(tiny_models.llama_metadata(tokens, types, merges))
+    tokens, types, merges = hostile_models.llama_vocab()
+    return _plain(hostile_models.llama_metadata(tokens, types, merges))
 
 
 def _tiny_gemma_metadata():
-    tokens, types, scores = tiny_models.gemma3_vocab()
+    tokens, types, scores = hostile_models.gemma3_vocab()
     return {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens,
             "tokenizer.ggml.scores": scores, "tokenizer.ggml.token_type": types,
             "tokenizer.ggml.bos_token_id": 2, "tokenizer.ggml.eos_token_id": 1,
@@ -59,7 +59,7 @@ def _tiny_gemma_metadata():
 
 def _plain(metadata):
     """Typed writer values -> the plain values the GGUF reader returns."""
-    return {key: value.value if isinstance(value, tiny_models.Typed) else value
+    return {key: value.value if isinstance(value, hostile_models.Typed) else value
             for key, value in metadata.items()}
 
 

@@ -18,23 +18,23 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent)]
 
-import tiny_models  # noqa: E402
+import hostile_models  # noqa: E402
 from gguf_writer import GGUFWriter, Typed, VT  # noqa: E402
 
 SEED_DIMS = (1, 32, 2, 1, 32, 64)   # layers, width, heads, kv heads, ffn, context
 
 
 def small_llama():
-    tokens = tiny_models.SPECIALS + [chr(c) for c in range(0x21, 0x7F)] + ["Ġ", "Ċ", "he", "Ġt", "th"]
+    tokens = hostile_models.SPECIALS + [chr(c) for c in range(0x21, 0x7F)] + ["Ġ", "Ċ", "he", "Ġt", "th"]
     types = np.array([3] * 3 + [1] * (len(tokens) - 3), np.int32)
-    merges = [f"{a} {b}" for a, b in tiny_models.MERGES]
-    metadata = tiny_models.llama_metadata(tokens, types, merges, SEED_DIMS)
-    tensors = _as_f16(tiny_models.llama_tensors(len(tokens), SEED_DIMS))
-    return tiny_models.write_model(metadata, tensors)
+    merges = [f"{a} {b}" for a, b in hostile_models.MERGES]
+    metadata = hostile_models.llama_metadata(tokens, types, merges, SEED_DIMS)
+    tensors = _as_f16(hostile_models.llama_tensors(len(tokens), SEED_DIMS))
+    return hostile_models.write_model(metadata, tensors)
 
 
 def small_gemma3():
-    tokens, types, scores = tiny_models.gemma3_vocab()
+    tokens, types, scores = hostile_models.gemma3_vocab()
     # control tokens, printable ASCII byte tokens, the pieces and letters
     keep = list(range(6)) + list(range(6 + 0x20, 6 + 0x7F)) + list(range(262, len(tokens)))
     n_vocab, width, heads, head_dim, ffn = len(keep), 32, 2, 16, 32
@@ -78,7 +78,7 @@ def small_gemma3():
         "blk.0.ffn_down.weight": m(width, ffn), "blk.0.post_ffw_norm.weight": ones,
         "output_norm.weight": ones,
     }
-    return tiny_models.write_model(metadata, tensors)
+    return hostile_models.write_model(metadata, tensors)
 
 
 def _as_f16(tensors):

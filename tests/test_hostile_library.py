@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-import tiny_models
+import hostile_models
 from gguf_writer import Typed, VT
 from llmcli import _kernels
 from llmcli.commands import inspect as inspect_command
@@ -21,13 +21,13 @@ from llmcli.errors import ModelError, TokenizerError
 from llmcli.gguf import open_gguf
 from llmcli.tokenizer import Tokenizer
 
-N_VOCAB = len(tiny_models.llama_vocab()[0])
+N_VOCAB = len(hostile_models.llama_vocab()[0])
 
 
 def tiny_metadata(tmp_path, **overrides):
     """Metadata of the tiny llama with `overrides` (keys with '.' given as '__')."""
     metadata = {key.replace("__", "."): value for key, value in overrides.items()}
-    path = tiny_models.tiny_llama(tmp_path / "m.gguf", metadata=metadata)
+    path = hostile_models.tiny_llama(tmp_path / "m.gguf", metadata=metadata)
     return open_gguf(path)
 
 
@@ -35,9 +35,9 @@ def tiny_metadata(tmp_path, **overrides):
 
 def vocab_without(chars, n_pairs):
     """Byte-level vocab lacking the tokens of `chars`, with n_pairs merges of other chars."""
-    alphabet = [c for c in tiny_models.BYTE_CHARS if c not in chars][:130]
+    alphabet = [c for c in hostile_models.BYTE_CHARS if c not in chars][:130]
     pairs = [(a, b) for a in alphabet for b in alphabet][:n_pairs]
-    tokens = tiny_models.SPECIALS + [c for c in tiny_models.BYTE_CHARS if c not in chars]
+    tokens = hostile_models.SPECIALS + [c for c in hostile_models.BYTE_CHARS if c not in chars]
     tokens += [a + b for a, b in pairs]
     types = np.array([3] * 3 + [1] * (len(tokens) - 3), np.int32)
     return {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt2",
@@ -135,13 +135,13 @@ def test_default_special_ids_a_tiny_vocab_cannot_hold():
     assert tokenizer.bos_id is None and all(0 <= i < 1 for i in tokenizer.encode("abc"))
 
 
-TOKENS = tiny_models.llama_vocab()[0]
+TOKENS = hostile_models.llama_vocab()[0]
 WRONG_TOKENIZER_METADATA = {
     "tokens as a number array": ({"tokenizer__ggml__tokens": np.arange(N_VOCAB, dtype=np.int32),
-                                  "llama__vocab_size": tiny_models.DROP},
+                                  "llama__vocab_size": hostile_models.DROP},
                                  "tokenizer.ggml.tokens is not an array of strings"),
     "tokens as nested arrays": ({"tokenizer__ggml__tokens": Typed(VT.ARRAY, [["a"], ["b"]], VT.ARRAY),
-                                 "llama__vocab_size": tiny_models.DROP},
+                                 "llama__vocab_size": hostile_models.DROP},
                                 "tokenizer.ggml.tokens is not an array of strings"),
     "merges as a float array": ({"tokenizer__ggml__merges": np.zeros(3, np.float32)},
                                 "tokenizer.ggml.merges is not an array of strings"),
