@@ -57,6 +57,15 @@ cdef int32_t[::1] _int32_view(object values):
     return numpy.ascontiguousarray(values, dtype=numpy.int32).reshape(-1)
 
 
+cdef _check_ids(str what, object values, int64_t n_tokens, int64_t lowest=0):
+    """ValueError unless every id is in [lowest, n_tokens): the C tables index with them."""
+    import numpy
+    ids = numpy.asarray(values, dtype=numpy.int64).reshape(-1)
+    if ids.size and (ids.min() < lowest or ids.max() >= n_tokens):
+        raise ValueError(f"{what}: ids must lie in [{lowest}, {n_tokens}), got "
+                         f"{ids.min()}..{ids.max()}")
+
+
 cdef class BPECore:
     """A vocabulary ready to encode: token texts (raw bytes), merges (byte-level) or
     merge priorities (SentencePiece: 0 for the highest score, equal scores equal), and
@@ -76,9 +85,27 @@ cdef class BPECore:
         self.ready = False
         self.blob = blob
         self.offsets = numpy.ascontiguousarray(offsets, dtype=numpy.int64)
+        if not 2 <= self.offsets.shape[0] <= 2**31:
+            raise ValueError("offsets must describe between 1 and 2**31 - 1 tokens")
         cdef int32_t n_tokens = self.offsets.shape[0] - 1
-        if n_tokens < 1 or self.offsets[n_tokens] != len(blob):
+        offsets_array = numpy.asarray(self.offsets)
+        if self.offsets[0] != 0 or self.offsets[n_tokens] != len(blob) \
+                or (numpy.diff(offsets_array) < 0).any():
             raise ValueError("offsets do not describe the token blob")
+        # the C side trusts every id and length it is given: check them all here
+        _check_ids("byte_ids", byte_ids, n_tokens, lowest=-1)
+        _check_ids("always_ids", always_ids, n_tokens)
+        _check_ids("special_ids", special_ids, n_tokens)
+        _check_ids("unk_id", [unk_id], n_tokens, lowest=-1)
+        if crossing_ids is not None:
+            _check_ids("crossing_ids", crossing_ids, n_tokens)
+        if merges is not None:
+            for part in merges:
+                _check_ids("merges", part, n_tokens)
+        if kind == BPE_KIND_SPM and priorities is None:
+            raise ValueError(f"SentencePiece vocabularies need {n_tokens} priorities")
+        if kind == BPE_KIND_BYTE_LEVEL and merges is None:
+            merges = ([], [], [])   # the merge loop always consults the table
         if tok_model_init(&self.model, kind, BPE_PRETOKENIZERS[pretok],
                           <const uint8_t *>self.blob, &self.offsets[0], n_tokens):
             raise MemoryError()

@@ -1,1 +1,208 @@
-# placeholder: filled in by its owner
+# Block formats, dequantization and quantized matmul over GGUF weights (csrc/quants.c,
+# vec_dot*.c, matmul.c). Included by _kernels.pyx.
+#
+# Every wrapper checks types, shapes and byte sizes, raising ValueError, before it releases
+# the GIL; the C side trusts what it is given.
+
+import os as _os
+
+import numpy as _np
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+
+cdef extern from "quants.h" nogil:
+    int llm_block_size(int type)
+    int llm_type_size(int type)
+    size_t llm_row_nbytes(int type, int64_t k)
+    int llm_can_dequantize(int type)
+    int llm_act_type(int weight_type)
+    void llm_dequantize_row(int type, const void *x, float *y, int64_t k)
+    void llm_quantize_row(int act_type, const float *x, void *y, int64_t k)
+
+cdef extern from "vec_dot.h" nogil:
+    int llm_cpu_has_avx2()
+    int llm_get_path()
+    int llm_set_path(int path)
+
+cdef extern from "matmul.h" nogil:
+    void llm_set_threads(int n)
+    int llm_get_threads()
+    size_t llm_matmul_workspace_size(int weight_type, int64_t k, int64_t n_tok)
+    void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out,
+                    int64_t k, const float *x, int64_t n_tok, float *out, void *workspace)
+    void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
+                      const int32_t *ids, int64_t n_ids, float *out)
+    uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads)
+
+
+_PATH_NAMES = {0: "scalar", 1: "avx2"}
+_ACT_TYPES = frozenset((8, 9, 15))  # Q8_0, Q8_1, Q8_K: the activation dot formats
+
+
+def kernel_path():
+    """The kernel path in use: "avx2" (AVX2+FMA+F16C, x86-64) or "scalar"."""
+    return _PATH_NAMES[llm_get_path()]
+
+
+def set_kernel_path(name):
+    """Select "avx2" or "scalar" kernels (tests compare the two)."""
+    codes = {v: k for k, v in _PATH_NAMES.items()}
+    if name not in codes:
+        raise ValueError(f"unknown kernel path {name!r} (expected 'avx2' or 'scalar')")
+    if llm_set_path(codes[name]) != 0:
+        raise ValueError(f"kernel path {name!r} is not supported by this CPU")
+
+
+def set_threads(int n):
+    """Threads used by matmul (OpenMP team size)."""
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    llm_set_threads(n)
+
+
+def get_threads():
+    return llm_get_threads()
+
+
+def block_size(int t):
+    """Values per block of GGML type t (ValueError for a type without kernels)."""
+    _check_known_type(t)
+    return llm_block_size(t)
+
+
+def type_size(int t):
+    """Bytes per block of GGML type t."""
+    _check_known_type(t)
+    return llm_type_size(t)
+
+
+cdef _check_known_type(int t):
+    if llm_block_size(t) == 0:
+        raise ValueError(f"GGML type {t} has no kernels")
+
+
+cdef _check_row_length(int t, Py_ssize_t k, str what):
+    if k % llm_block_size(t) != 0:
+        raise ValueError(f"{what}: row length {k} is not a multiple of the block size "
+                         f"{llm_block_size(t)} of GGML type {t}")
+
+
+def dequantize(const uint8_t[::1] raw, int t, float[::1] out):
+    """out[:] = values of the blocks in raw (GGML type t); sizes must match exactly."""
+    if not llm_can_dequantize(t):
+        raise ValueError(f"cannot dequantize GGML type {t}")
+    cdef int64_t k = out.shape[0]
+    _check_row_length(t, k, "dequantize")
+    if <size_t>raw.shape[0] != llm_row_nbytes(t, k):
+        raise ValueError(f"dequantize: {raw.shape[0]} bytes of GGML type {t} do not hold "
+                         f"{k} values ({llm_row_nbytes(t, k)} bytes expected)")
+    if k == 0:
+        return
+    with nogil:
+        llm_dequantize_row(t, &raw[0], &out[0], k)
+
+
+def get_rows(const uint8_t[:, ::1] w, int t, const int32_t[::1] ids, float[:, ::1] out):
+    """out[i] = dequantized row ids[i] of w (n_rows x row_bytes, GGML type t)."""
+    if not llm_can_dequantize(t):
+        raise ValueError(f"cannot dequantize GGML type {t}")
+    cdef int64_t k = out.shape[1], n = ids.shape[0], n_rows = w.shape[0], i
+    _check_row_length(t, k, "get_rows")
+    if out.shape[0] != n:
+        raise ValueError(f"get_rows: out has {out.shape[0]} rows for {n} ids")
+    if <size_t>w.shape[1] != llm_row_nbytes(t, k):
+        raise ValueError(f"get_rows: weight rows have {w.shape[1]} bytes, "
+                         f"{llm_row_nbytes(t, k)} expected for {k} values of GGML type {t}")
+    for i in range(n):
+        if ids[i] < 0 or ids[i] >= n_rows:
+            raise ValueError(f"get_rows: id {ids[i]} at position {i} is outside [0, {n_rows})")
+    if n == 0 or k == 0:
+        return
+    with nogil:
+        llm_get_rows(t, &w[0, 0], w.shape[1], k, &ids[0], n, &out[0, 0])
+
+
+# The quantized-activation workspace: grown on demand and reused, so repeated matmuls
+# allocate nothing. A call from a second Python thread while one is running (the GIL is
+# released inside) gets a private buffer instead of sharing it.
+cdef object _workspace = _np.empty(0, dtype=_np.uint8)
+cdef bint _workspace_busy = False
+
+
+def matmul(const uint8_t[:, ::1] w, int t, const float[:, ::1] x, float[:, ::1] out):
+    """out[i, r] = dot(w row r, x[i]) for every token row i of x.
+
+    w: (n_out, row_bytes) uint8 rows of GGML type t holding k = x.shape[1] values each;
+    x: (n_tok, k) float32; out: (n_tok, n_out) float32. Activations are quantized to 8 bits
+    per block (Q8_0 / Q8_1 / Q8_K) for quantized weights, as llama.cpp does.
+    """
+    global _workspace, _workspace_busy
+    cdef int64_t n_out = w.shape[0], k = x.shape[1], n_tok = x.shape[0]
+    if llm_act_type(t) < 0:
+        raise ValueError(f"matmul: no kernel for GGML type {t}")
+    _check_row_length(t, k, "matmul")
+    if <size_t>w.shape[1] != llm_row_nbytes(t, k):
+        raise ValueError(f"matmul: weight rows have {w.shape[1]} bytes, "
+                         f"{llm_row_nbytes(t, k)} expected for k={k} values of GGML type {t}")
+    if out.shape[0] != n_tok or out.shape[1] != n_out:
+        raise ValueError(f"matmul: out has shape ({out.shape[0]}, {out.shape[1]}), "
+                         f"expected ({n_tok}, {n_out})")
+    if n_tok == 0 or n_out == 0:
+        return
+    if k == 0:
+        out[:, :] = 0
+        return
+
+    cdef size_t need = llm_matmul_workspace_size(t, k, n_tok)
+    cdef object buffer
+    cdef bint private = _workspace_busy
+    if private:
+        buffer = _np.empty(need + 64, dtype=_np.uint8)
+    else:
+        if <size_t>_workspace.shape[0] < need + 64:
+            _workspace = _np.empty(max(need + 64, 2 * _workspace.shape[0]), dtype=_np.uint8)
+        buffer = _workspace
+        _workspace_busy = True
+    cdef uint8_t[::1] ws = buffer
+    # align the activation rows to a cache line
+    cdef uint8_t *ws_ptr = &ws[0]
+    ws_ptr += (64 - (<size_t>ws_ptr) % 64) % 64
+    try:
+        with nogil:
+            llm_matmul(t, &w[0, 0], w.shape[1], n_out, k, &x[0, 0], n_tok, &out[0, 0], ws_ptr)
+    finally:
+        if not private:
+            _workspace_busy = False
+
+
+def quantize_row(int t_act, const float[::1] x):
+    """x quantized into activation format t_act (Q8_0=8, Q8_1=9, Q8_K=15), as uint8 bytes."""
+    if t_act not in _ACT_TYPES:
+        raise ValueError(f"quantize_row: {t_act} is not an activation format (8, 9 or 15)")
+    cdef int64_t k = x.shape[0]
+    _check_row_length(t_act, k, "quantize_row")
+    result = _np.empty(llm_row_nbytes(t_act, k), dtype=_np.uint8)
+    cdef uint8_t[::1] dst = result
+    if k:
+        with nogil:
+            llm_quantize_row(t_act, &x[0], &dst[0], k)
+    return result
+
+
+def read_probe(const uint8_t[::1] buf, int threads):
+    """Read every byte of buf (length a multiple of 64) with `threads` threads; returns a
+    checksum. Benchmarks time it to measure memory read bandwidth."""
+    if buf.shape[0] % 64:
+        raise ValueError("read_probe: buffer length must be a multiple of 64")
+    if threads < 1:
+        raise ValueError(f"read_probe: thread count must be >= 1, got {threads}")
+    cdef uint64_t checksum = 0
+    if buf.shape[0]:
+        with nogil:
+            checksum = llm_read_probe(&buf[0], buf.shape[0], threads)
+    return checksum
+
+
+if _os.environ.get("LLMCLI_KERNELS", "").lower() == "scalar":
+    llm_set_path(0)

@@ -34,7 +34,19 @@ def _command_available(name):
     return importlib.util.find_spec(f"llmcli.commands.{module}") is not None
 
 
+class StdoutClosed(Exception):
+    """stdout's reader went away (BrokenPipeError in a subcommand)."""
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx):
+        # Click turns an EPIPE OSError into exit 1 before main() could see it; a closed
+        # pipe (`llm generate ... | head -c 1`) should end the program quietly, with 0.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
     def list_commands(self, ctx):
         return [name for name in COMMANDS if _command_available(name)]
 
@@ -81,7 +93,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         _quiet_stdout()
         sys.exit(130)
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         # stdout closed early (`llm generate ... | head -c 1`): end quietly.
         _quiet_stdout()
         sys.exit(0)

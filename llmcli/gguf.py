@@ -127,17 +127,24 @@ class StringArray(Sequence):
         """The raw bytes of string `index`, undecoded."""
         return self._buf[self._bounds[index] + 8:self._bounds[index + 1]]
 
+    def tolist(self):
+        """Every string, decoded in one pass (far faster than indexing one by one)."""
+        buf, bounds = self._buf, self._bounds
+        try:
+            return [buf[start + 8:end].decode("utf-8") for start, end in zip(bounds, bounds[1:])]
+        except UnicodeDecodeError:
+            return [self[i] for i in range(len(self))]  # raises, naming the bad string
+
     def __iter__(self):
-        return (self[i] for i in range(len(self)))
+        return iter(self.tolist())
 
     def __eq__(self, other):
         if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
             return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return len(self) == len(other) and self.tolist() == list(other)
 
     def __repr__(self):
-        head = ", ".join(repr(s) for s in self[:3])
-        return f"StringArray({self._key!r}, {len(self)} strings: [{head}{', ...' if len(self) > 3 else ''}])"
+        return f"<StringArray {self._key!r}: {len(self)} strings>"
 
 
 class GGUFFile:

