@@ -89,6 +89,10 @@ void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_ou
     int64_t n_tiles = (n_out + tile.tile_rows - 1) / tile.tile_rows;
     int team = llm_get_threads();
     if (team > n_tiles) team = (int)n_tiles;
+    if (team == 1 && !quantize_in_team) {  /* no parallel region for a one-thread team */
+        matmul_rows(tile, nb, w, w_stride, 0, n_out, act, act_stride, n_tok, out, n_out);
+        return;
+    }
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(team)
 #endif
