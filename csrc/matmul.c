@@ -71,6 +71,10 @@ static void matmul_rows(llm_tile tile, int nb, const uint8_t *w, size_t w_stride
     }
 }
 
+/* Weight bytes x tokens below which one more thread costs more (wake-up and barrier,
+ * ~1-2 us) than it saves: about 1 us of one core's work. */
+#define MIN_WORK_PER_THREAD (16 * 1024)
+
 /* Quantizing a handful of rows is cheaper on the calling thread than a team barrier. */
 #define PARALLEL_QUANTIZE_MIN_TOKENS 8
 
@@ -108,10 +112,13 @@ void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_ou
     if (!is_float && !quantize_in_team)
         quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
 
-    /* whole tiles per thread, contiguous, so no two threads write the same output */
+    /* whole tiles per thread, contiguous, so no two threads write the same output; a
+     * thread only joins if it gets enough work to pay for the team's synchronization */
     int64_t n_tiles = (n_out + tile.tile_rows - 1) / tile.tile_rows;
+    int64_t work = (int64_t)w_stride * n_out * n_tok;
     int team = llm_get_threads();
     if (team > n_tiles) team = (int)n_tiles;
+    if (team > 1 + work / MIN_WORK_PER_THREAD) team = (int)(1 + work / MIN_WORK_PER_THREAD);
     if (team == 1) {  /* no parallel region for a one-thread team */
         if (quantize_in_team)
             quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
