@@ -13,7 +13,7 @@ import pytest
 
 from llmcli.errors import TokenizerError
 from llmcli.tokenizer import Tokenizer
-from llmcli.vocab import BYTE_CHARS
+from llmcli.token_text import BYTE_CHARS
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TEXTS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text())["texts"]
