@@ -266,6 +266,21 @@ def test_missing_keys_are_named():
 
 # ---- pre-tokenizers ----
 
+def test_unicode_class_table_is_generated():
+    """csrc/unicode_class.c must be exactly what csrc/gen_unicode_class.py writes."""
+    import subprocess
+    import sys
+    import unicodedata
+
+    root = pathlib.Path(__file__).parents[1]
+    committed = (root / "csrc" / "unicode_class.c").read_text()
+    if f"Unicode {unicodedata.unidata_version};" not in committed.splitlines()[0]:
+        pytest.skip(f"table made from other Unicode data than this Python's {unicodedata.unidata_version}")
+    generated = subprocess.run([sys.executable, str(root / "csrc" / "gen_unicode_class.py")],
+                               capture_output=True, text=True, check=True).stdout
+    assert generated == committed
+
+
 @pytest.mark.parametrize("rule", ["gpt2", "smollm", "llama3", "qwen2"])
 def test_pretokenizer_splits_equal_hf(rule):
     from llmcli._kernels import bpe_pretokenize
