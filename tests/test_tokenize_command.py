@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from gguf_writer import GGUFWriter
 from llmcli.cli import cli
-from llmcli.vocab import BYTE_CHARS
+from llmcli.token_text import BYTE_CHARS
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TEXTS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text())["texts"]
