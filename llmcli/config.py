@@ -136,8 +136,10 @@ def _head_dim(keys, n_embd, n_heads):
         raise ModelError(f"{keys.arch}.embedding_length ({n_embd}) is not a multiple of "
                          f"{keys.arch}.attention.head_count ({n_heads})")
     if head_dim <= 0 or head_dim % 2 or head_dim > MAX_HEAD_DIM:
+        source = ("attention.key_length" if key_length is not None
+                  else "embedding_length / attention.head_count")
         raise ModelError(f"head size {head_dim} must be positive, even and at most "
-                         f"{MAX_HEAD_DIM} ({keys.arch}.attention.key_length)")
+                         f"{MAX_HEAD_DIM} ({keys.arch}.{source})")
     if value_length is not None and value_length != head_dim:
         raise ModelError(f"{keys.arch}.attention.value_length ({value_length}) differs from "
                          f"the key length ({head_dim}): not supported")
