@@ -91,6 +91,13 @@ def _drive(chunks, writer):
     return last
 
 
+def prompt_for(request, model):
+    """(chat mode?, text the model sees, its token ids) for request.prompt, built the way
+    `llm generate` builds it (also used by the views: `llm probs`, `explain`...)."""
+    use_chat = _chat_mode(request, model)
+    return (use_chat, *_prompt_tokens(request, model, use_chat))
+
+
 def _chat_mode(request, model):
     has_template = bool(model.tokenizer.chat_template)
     if request.raw_mode is False and not has_template:
