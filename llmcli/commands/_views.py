@@ -89,3 +89,13 @@ def stdout_console():
 
 def print_json(obj):
     click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def quoted(tokenizer, token_id, markup=False):
+    """'label' in quotes; markup=True escapes it for console.print's Rich markup."""
+    text = f"'{label(tokenizer, token_id)}'"
+    if markup:
+        from rich.markup import escape
+
+        text = escape(text)
+    return text

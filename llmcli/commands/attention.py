@@ -6,7 +6,7 @@ import click
 from llmcli.commands._common import model_option
 from llmcli.commands._options import runtime_options
 from llmcli.commands._views import (bar, format_option, label, load_model, print_json,
-                                    stdout_console, token_text)
+                                    quoted, stdout_console, token_text)
 
 HELP = """Show how strongly the token WORD of PROMPT attends to each token up to it.
 
@@ -92,7 +92,7 @@ def render_attention(console, view, tokenizer):
     who = f"head {view['head']}" if view["head"] is not None else \
         f"mean of {view['n_heads']} heads"
     console.print(f"Attention from token {query['index']} "
-                  f"{label(tokenizer, query['id'])!r}: {where}, {who}")
+                  f"{quoted(tokenizer, query['id'], markup=True)}: {where}, {who}")
     strip = Text()
     for token in view["tokens"]:
         piece = label(tokenizer, token["id"])
