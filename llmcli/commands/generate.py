@@ -89,6 +89,7 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
               default="strict", show_default=True,
               help="Invalid UTF-8 in stdin or --file: an error, or U+FFFD.")
 @click.option("--show-probs", type=click.IntRange(0, 20), default=0, metavar="K",
+              show_default=True,
               help="Show each token on its own line with its probability and the K most "
                    "likely alternatives in the distribution the sampler drew from (with "
                    "--verbose also the model's raw distribution); then the whole text.")
