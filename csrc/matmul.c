@@ -92,6 +92,7 @@ static void quantize_activations(llm_tile tile, int act_type, const float *x, in
         return;
     }
 #endif
+    (void)tile;
     for (int64_t t = t0; t < t_end; t++)
         llm_quantize_row(act_type, x + t * k, workspace + t * act_stride, k);
 }

@@ -314,7 +314,8 @@ llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
         if (x8.fn) return x8;
     }
 #define PICK(dec, pre, R_dec, R_pre, T_pre)                                                \
-    return decode ? (llm_tile){dec, R_dec, 1} : (llm_tile){pre, R_pre, T_pre}
+    return decode ? (llm_tile){dec, R_dec, 1, LLM_ACT_ROWS}                                  \
+                  : (llm_tile){pre, R_pre, T_pre, LLM_ACT_ROWS}
     switch (weight_type) {
     case LLM_Q4_0: PICK(q4_0_decode, q4_0_prefill, 4, 2, 4);
     case LLM_Q4_1: PICK(q4_1_decode, q4_1_prefill, 4, 2, 4);
