@@ -1,9 +1,6 @@
 /* rmsnorm, rope, softmax and the gated activations (see ops.h for the contracts).
  * Attention lives in ops_attention.c; the SIMD inner loops in ops_vec*.c. */
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "ops.h"
 #include "ops_vec.h"
@@ -16,14 +13,6 @@
 /* A softmax row at least this wide is split over the threads (Gemma's 262144 logits). */
 #define WIDE_ROW_MIN (1 << 16)
 
-static int max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
@@ -58,7 +47,7 @@ void ops_rmsnorm(const float *x, const float *w, float *out,
             rmsnorm_row(x + r * dim, w, out + r * dim, dim, eps);
         return;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
     for (int64_t r = 0; r < n_rows; r++)
         rmsnorm_row(x + r * dim, w, out + r * dim, dim, eps);
 }
@@ -117,7 +106,7 @@ void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head
             rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
         return;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
     for (int64_t t = 0; t < n_tok; t++)
         rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
 }
@@ -140,7 +129,7 @@ static void softmax_wide_row(const ops_vec *vec, float *x, int64_t dim)
     const int64_t n_parts = dim / 4096 < MAX_PARTS ? (dim + 4095) / 4096 : MAX_PARTS;
     float part_max[MAX_PARTS];
     double part_sum[MAX_PARTS];
-#pragma omp parallel
+#pragma omp parallel num_threads(ops_threads())
     {
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < n_parts; p++) {
@@ -167,9 +156,9 @@ static void softmax_wide_row(const ops_vec *vec, float *x, int64_t dim)
 void ops_softmax(float *x, int64_t n_rows, int64_t dim)
 {
     const ops_vec *vec = ops_vec_select();
-    const int threads = max_threads();
+    const int threads = ops_threads();
     if (n_rows * dim >= PARALLEL_MIN_ELEMENTS && n_rows >= 4 * threads) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t r = 0; r < n_rows; r++)
             softmax_row(vec, x + r * dim, dim);
     } else if (threads > 1 && dim >= WIDE_ROW_MIN) {
@@ -196,7 +185,7 @@ static void gated_parallel(gated_fn fn, const float *gate, const float *up, floa
     }
     const int64_t chunk = 4096;
     const int64_t n_chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
     for (int64_t c = 0; c < n_chunks; c++) {
         const int64_t start = c * chunk;
         const int64_t len = n - start < chunk ? n - start : chunk;

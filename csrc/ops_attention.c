@@ -14,9 +14,6 @@
  */
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "ops.h"
 #include "ops_vec.h"
@@ -56,20 +53,12 @@ typedef struct {
     int n_splits;                     /* chunks per tile */
     int64_t unit_floats;              /* scratch floats per (tile, chunk) */
     int parallel;
+    int threads;                      /* team size when parallel */
 } attention_plan;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-static int max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 static attention_plan make_plan(const int32_t *q_pos, int64_t n_tok, int n_heads,
                                 int n_kv_heads, int head_dim, int window)
@@ -100,10 +89,10 @@ static attention_plan make_plan(const int32_t *q_pos, int64_t n_tok, int n_heads
     p.parallel = 2 * rows * n_heads * head_dim >= PARALLEL_MIN_WORK;
 
     /* enough (tile, chunk) units for the dynamic schedule to balance the threads */
-    const int threads = p.parallel ? max_threads() : 1;
-    const int64_t wanted_units = 4 * (int64_t)threads;
+    p.threads = p.parallel ? ops_threads() : 1;
+    const int64_t wanted_units = 4 * (int64_t)p.threads;
     p.n_splits = 1;
-    if (threads > 1 && p.n_tiles < wanted_units)
+    if (p.threads > 1 && p.n_tiles < wanted_units)
         p.n_splits = (int)max64(1, min64(min64(ceil_div(wanted_units, p.n_tiles), MAX_SPLITS),
                                          widest / MIN_SPLIT_ROWS));
     p.unit_floats = (int64_t)p.tile_heads * p.tile_tokens * (head_dim + 2);
@@ -281,7 +270,7 @@ static void attend_tiles(attention_plan *p, float *scratch, int64_t scratch_len)
             attend_unit(p, u, scratch);
     } else {
         /* dynamic schedule: causal tiles differ in cost (later tokens see more rows) */
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p->threads)
         for (int64_t u = 0; u < n_units; u++)
             attend_unit(p, u, scratch);
     }
@@ -325,7 +314,7 @@ static void attend_with_probs(const attention_plan *p, float *probs, int64_t pro
             attend_one_with_probs(p, item, probs, probs_len);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p->threads)
     for (int64_t item = 0; item < n_items; item++)
         attend_one_with_probs(p, item, probs, probs_len);
 }

@@ -2,6 +2,7 @@
  * vectorise the reductions for the baseline ISA), and the run-time choice of path. */
 #include <math.h>
 
+#include "matmul.h"
 #include "ops.h"
 #include "ops_vec.h"
 
@@ -84,6 +85,11 @@ const ops_vec ops_vec_portable = {
     .silu_mul = portable_silu_mul,
     .gelu_tanh_mul = portable_gelu_tanh_mul,
 };
+
+int ops_threads(void)
+{
+    return llm_get_threads();
+}
 
 /* ---- run-time choice ---------------------------------------------------------- */
 

@@ -41,6 +41,9 @@ extern const ops_vec ops_vec_avx2;
 
 const ops_vec *ops_vec_select(void);
 
+/* Threads for the ops' parallel loops: the one setting matmul uses (set_threads). */
+int ops_threads(void);
+
 /* sqrt(2 / pi), the constant inside the tanh approximation of GELU */
 #define OPS_SQRT_2_OVER_PI 0.7978845608028654f
 #define OPS_GELU_CUBIC 0.044715f

@@ -377,6 +377,28 @@ def test_softmax_of_wide_rows_split_over_threads(simd_path, tmp_path, threads):
     np.testing.assert_allclose(data["out"], ops_ref.softmax(f64(data["x"])), rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ops_use_the_thread_count_set_for_matmul(simd_path, tmp_path, threads):
+    # set_threads (the --threads option) must bound the ops' OpenMP teams too: count the
+    # OS threads of a child process (OpenMP default 4) before and after large calls
+    data = run_in_child(tmp_path, 4, simd_path, f"""
+        import os
+        K.set_threads({threads})
+        before = len(os.listdir("/proc/self/task"))
+        q = r.normal(size=(1, 1024)).astype(np.float32)
+        k_cache = r.normal(size=(4096, 256)).astype(np.float32)
+        out = np.empty_like(q)
+        K.attention(q, k_cache, k_cache, np.array([4095], np.int32), 4, 1, 256, 0.0625, 0, out)
+        x = r.normal(size=(512, 2048)).astype(np.float32)
+        K.swiglu(x, x, x)
+        K.rmsnorm(x, x[0].copy(), 1e-6, x)
+        K.softmax(x[:1].copy())
+        result["new_threads"] = np.array(len(os.listdir("/proc/self/task")) - before)
+    """)
+    assert data["new_threads"] == threads - 1
+
+
 # ---- argument checks ---------------------------------------------------------------
 
 def _bad_calls():
