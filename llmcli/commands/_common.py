@@ -58,12 +58,28 @@ def _isatty(stream):
         return False
 
 
-def read_stdin_text(errors="strict"):
-    """All of stdin as text. Invalid UTF-8 is an InputError naming the byte offset,
-    unless errors='replace'."""
+# Far more text than any context holds, yet a bounded read: stdin or a file may be
+# /dev/zero or an endless pipe.
+MAX_PROMPT_BYTES = 64 << 20
+
+
+def read_limited(stream, what):
+    """All the bytes of a binary stream, refusing more than MAX_PROMPT_BYTES."""
     from llmcli.errors import InputError
 
-    data = sys.stdin.buffer.read()
+    data = stream.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise InputError(f"{what} holds more than {MAX_PROMPT_BYTES >> 20} MiB of text, "
+                         "far more than any context")
+    return data
+
+
+def read_stdin_text(errors="strict"):
+    """All of stdin as text ("" when stdin is closed). Invalid UTF-8 is an InputError
+    naming the byte offset, unless errors='replace'."""
+    from llmcli.errors import InputError
+
+    data = read_limited(sys.stdin.buffer, "stdin") if sys.stdin is not None else b""
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
