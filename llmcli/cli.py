@@ -106,6 +106,11 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def terminated():
+    """Has SIGTERM arrived? (A program that goes on after Ctrl-C must stop after it.)"""
+    return _terminated
+
+
 def interrupted_status():
     """The exit status of an interrupted run, as a shell reports a signal: 130 for Ctrl-C
     (SIGINT), 143 for SIGTERM."""

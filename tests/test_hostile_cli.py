@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,67 @@ def test_offline_with_no_model(tmp_path):
         assert_clean_error(outcome, "is not downloaded and LLMCLI_OFFLINE=1 is set; run "
                                     "`llm models pull")
     assert list(empty_home.iterdir()) == []   # nothing was created
+
+
+# --- llm chat ----------------------------------------------------------------------------------
+
+def test_chat_refuses_an_endless_line(tiny, tmp_path):
+    with open("/dev/zero", "rb") as zeros:
+        outcome = run_llm("chat", "-m", tiny, "-n", "1", home=tmp_path, stdin=zeros)
+    assert_clean_error(outcome, "stdin line 1 holds more than 64 MiB of text")
+
+
+def chat_on_a_terminal(model, home):
+    """`llm chat` with stdin/stdout/stderr on a pty; returns (process, master fd)."""
+    import pty
+
+    master, slave = pty.openpty()
+
+    def child_setup():
+        child_limits()()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmcli", "chat", "-m", str(model), "-n", "3000", "--seed", "1",
+         "-t", "1.5"], stdin=slave, stdout=slave, stderr=slave, env=llm_env(home),
+        preexec_fn=child_setup)
+    os.close(slave)
+    return process, master
+
+
+def read_until(master, needle, timeout=120):
+    import select
+
+    seen, deadline = b"", time.monotonic() + timeout
+    while needle not in seen:
+        assert time.monotonic() < deadline, seen[-500:]
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            seen += os.read(master, 65536)
+    return seen
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_sigterm_ends_a_chat_even_where_ctrl_c_only_stops_the_reply(smollm2_path, tmp_path,
+                                                                    interactive):
+    if interactive:
+        process, master = chat_on_a_terminal(smollm2_path, tmp_path)
+        read_until(master, b">>> ")
+        os.write(master, b"Write a very long story about dragons.\n")
+        read_until(master, b"Write a very long story about dragons.\r\n")
+        read_until(master, b" ")   # the reply has started
+    else:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmcli", "chat", "-m", str(smollm2_path), "-n", "3000",
+             "--seed", "1", "-t", "1.5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=llm_env(tmp_path), preexec_fn=child_limits())
+        process.stdin.write(b"Write a very long story about dragons.\nAnd another one.\n")
+        process.stdin.flush()
+        process.stdout.read(8)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    if interactive:
+        os.close(master)
+    else:
+        err = process.stderr.read().decode()
+        assert "Traceback" not in err and "Error" not in err

@@ -85,3 +85,15 @@ def read_stdin_text(errors="strict"):
     except UnicodeDecodeError as exc:
         raise InputError(f"stdin is not valid UTF-8 (byte offset {exc.start}); "
                          "use --errors replace to substitute U+FFFD") from None
+
+
+_C1_AND_DEL = re.compile("[\x7f-\x9f]")
+
+
+def json_text(obj):
+    """JSON with non-ASCII kept readable; DEL and C1 controls escaped (json.dumps escapes
+    only C0), so the line is safe on a terminal and still valid JSON."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=False)
+    return _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
