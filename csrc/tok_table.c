@@ -305,7 +305,7 @@ int tok_cache_put(tok_cache *c, const uint8_t *word, int64_t n, const int32_t *i
     uint64_t i = cache_slot(c, word, n, h);
     if (c->key_len[i] >= 0) return 0;  /* already cached */
     memcpy(c->keys + c->keys_len, word, (size_t)n);
-    memcpy(c->ids + c->ids_len, ids, (size_t)k * sizeof *ids);
+    if (k > 0) memcpy(c->ids + c->ids_len, ids, (size_t)k * sizeof *ids);  /* ids may be NULL */
     c->hash[i] = h;
     c->key_off[i] = c->keys_len;
     c->key_len[i] = (int32_t)n;

@@ -104,6 +104,8 @@ cdef class BPECore:
                 _check_ids("merges", part, n_tokens)
         if kind == BPE_KIND_SPM and priorities is None:
             raise ValueError(f"SentencePiece vocabularies need {n_tokens} priorities")
+        if priorities is not None:  # they index one bucket per token in merge_queue.c
+            _check_ids("priorities", priorities, n_tokens)
         if kind == BPE_KIND_BYTE_LEVEL and merges is None:
             merges = ([], [], [])   # the merge loop always consults the table
         if tok_model_init(&self.model, kind, BPE_PRETOKENIZERS[pretok],

@@ -173,7 +173,25 @@ class Model:
         self.attention_probs = probs
         return logits if all_logits else logits[0]
 
+    def embedding(self, ids):
+        """The vectors [len(ids), n_embd] the first layer receives for these ids: the
+        embedding rows, scaled as the forward scales them (read-only look-up, for
+        `llm explain`; the cache is untouched)."""
+        ids = self._checked_ids_in_vocab(ids)
+        w, out = self.weights.token_embd, np.empty((len(ids), self.config.n_embd), np.float32)
+        K.get_rows(w.data, w.type, ids, out)
+        if self.config.embd_scale != 1.0:
+            out *= np.float32(self.config.embd_scale)
+        return out
+
     def _checked_ids(self, ids):
+        ids = self._checked_ids_in_vocab(ids)
+        if self.n_past + ids.size > self.n_ctx:
+            raise ContextOverflowError(f"{self.n_past} cached + {ids.size} new tokens exceed "
+                                       f"the context of {self.n_ctx} tokens")
+        return ids
+
+    def _checked_ids_in_vocab(self, ids):
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
             raise InputError("no tokens to evaluate")
@@ -181,9 +199,6 @@ class Model:
         if bad.any():
             raise InputError(f"token id {ids[bad][0]} is outside the vocabulary "
                              f"(0..{self.config.n_vocab - 1})")
-        if self.n_past + ids.size > self.n_ctx:
-            raise ContextOverflowError(f"{self.n_past} cached + {ids.size} new tokens exceed "
-                                       f"the context of {self.n_ctx} tokens")
         return ids.astype(np.int32)
 
     def _new_probs(self, n):

@@ -62,7 +62,7 @@ def bpe_core(**changes):
     blob, offsets = b"abc", np.array([0, 1, 2, 3])
     byte_ids = np.full(256, -1, np.int32)
     byte_ids[list(b"abc")] = [0, 1, 2]
-    args = dict(scores=None, merges=None, byte_ids=byte_ids, always_ids=[], special_ids=[2],
+    args = dict(priorities=None, merges=None, byte_ids=byte_ids, always_ids=[], special_ids=[2],
                 unk_id=-1)
     args.update(changes)
     return _kernels.BPECore(0, "gpt2", args.pop("blob", blob), args.pop("offsets", offsets),

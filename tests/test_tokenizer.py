@@ -13,7 +13,7 @@ import pytest
 
 from llmcli.errors import TokenizerError
 from llmcli.tokenizer import Tokenizer
-from llmcli.vocab import BYTE_CHARS
+from llmcli.token_text import BYTE_CHARS
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TEXTS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text())["texts"]
@@ -265,6 +265,21 @@ def test_missing_keys_are_named():
 
 
 # ---- pre-tokenizers ----
+
+def test_unicode_class_table_is_generated():
+    """csrc/unicode_class.c must be exactly what csrc/gen_unicode_class.py writes."""
+    import subprocess
+    import sys
+    import unicodedata
+
+    root = pathlib.Path(__file__).parents[1]
+    committed = (root / "csrc" / "unicode_class.c").read_text()
+    if f"Unicode {unicodedata.unidata_version};" not in committed.splitlines()[0]:
+        pytest.skip(f"table made from other Unicode data than this Python's {unicodedata.unidata_version}")
+    generated = subprocess.run([sys.executable, str(root / "csrc" / "gen_unicode_class.py")],
+                               capture_output=True, text=True, check=True).stdout
+    assert generated == committed
+
 
 @pytest.mark.parametrize("rule", ["gpt2", "smollm", "llama3", "qwen2"])
 def test_pretokenizer_splits_equal_hf(rule):
