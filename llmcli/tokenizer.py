@@ -15,11 +15,12 @@ The work happens in C (llmcli._kernels.BPECore): matching special tokens, splitt
 words, merging, with a cache of words already encoded.
 """
 import codecs
+
 import numpy as np
 
 from llmcli.errors import TokenizerError
 from llmcli.token_text import SPACE_MARK, encoder_texts, piece_bytes
-from llmcli.vocab import END_MARKERS, IGNORE_MERGES_RULES, TokenType, vocab_from_metadata
+from llmcli.vocab import END_MARKERS, TokenType, vocab_from_metadata
 
 _SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
 
@@ -37,6 +38,7 @@ class Tokenizer:
         self.chat_template = vocab.chat_template
         self._bytes = [None] * self.n_vocab  # token id -> decoded bytes, filled on demand
         types = vocab.token_types
+        self._markers = np.isin(types, (TokenType.CONTROL, TokenType.UNKNOWN)).tolist()
         texts = encoder_texts(vocab.model, vocab.pieces, vocab.packed_pieces, types)
         self._core = BPECore(
             1 if vocab.model == "llama" else 0, vocab.pretokenizer or "gpt2",
@@ -47,7 +49,7 @@ class Tokenizer:
             special_ids=np.flatnonzero(np.isin(types, _SPECIAL_TYPES)),
             unk_id=-1 if vocab.unk_id is None else vocab.unk_id,
             add_space_prefix=vocab.model == "llama" and vocab.add_space_prefix,
-            ignore_merges=vocab.pretokenizer in IGNORE_MERGES_RULES,
+            ignore_merges=vocab.ignore_merges,
             crossing_ids=_crossing_ids(texts) if vocab.model == "llama" else None)
         self.eot_id = vocab.eot_id if vocab.eot_id is not None else self._find_first(END_MARKERS)
         self.eog_ids = frozenset(self._end_of_generation_ids())
@@ -128,7 +130,7 @@ class Tokenizer:
 
     def is_special(self, token_id):
         """Control and unknown tokens: markers, not text."""
-        return self.token_type(token_id) in (TokenType.CONTROL, TokenType.UNKNOWN)
+        return self._markers[self._check_id(token_id)]
 
     def token_bytes(self, token_id):
         """The bytes the token stands for in text (control tokens: their own text)."""

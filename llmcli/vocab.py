@@ -39,8 +39,9 @@ PRETOKENIZER_RULES = {
     "smaug-bpe": "llama3",
     "qwen2": "qwen2", "stablelm2": "qwen2",
 }
-# Llama 3's tokenizer.json sets ignore_merges: a word that is itself a token is not split.
-IGNORE_MERGES_RULES = {"llama3"}
+# Llama 3's tokenizer.json sets ignore_merges (a word that is itself a token is not
+# split) and its files want a BOS by default: llama.cpp applies both to these names.
+LLAMA3_NAMES = {"llama3", "llama-v3", "llama-bpe"}
 
 # Texts of control tokens that end a turn or a document, as llama.cpp recognises them.
 END_MARKERS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
@@ -51,6 +52,7 @@ END_MARKERS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoft
 class Vocab:
     model: str                  # "gpt2" or "llama"
     pretokenizer: str | None    # split rule (gpt2 model only)
+    ignore_merges: bool         # a word that is itself a token is not merged (Llama 3)
     pieces: list                # token strings, as stored
     packed_pieces: PackedStrings  # the same as UTF-8, back to back
     token_types: np.ndarray     # int32 [n_vocab]
@@ -85,7 +87,9 @@ def vocab_from_metadata(metadata):
     token_types = _token_types(metadata, n_vocab)
     is_spm = model == "llama"
     scores = _array(metadata, "tokenizer.ggml.scores", np.float32, n_vocab, default=0.0) if is_spm else None
-    pretokenizer = None if is_spm else _pretokenizer_rule(metadata)
+    pre_name = _get(metadata, "tokenizer.ggml.pre", str, default="gpt2")
+    pretokenizer = None if is_spm else _pretokenizer_rule(pre_name)
+    llama3 = not is_spm and pre_name in LLAMA3_NAMES
     merges = None if is_spm else _merges(metadata, pieces)
 
     def token_id(key, default=None):
@@ -101,14 +105,15 @@ def vocab_from_metadata(metadata):
     bos_id = token_id("tokenizer.ggml.bos_token_id", 1 if is_spm else None)
     eos_id = token_id("tokenizer.ggml.eos_token_id", 2 if is_spm else None)
     add_bos = _get(metadata, "tokenizer.ggml.add_bos_token", bool,
-                   default=is_spm or pretokenizer == "llama3")
+                   default=is_spm or llama3)
     add_eos = _get(metadata, "tokenizer.ggml.add_eos_token", bool, default=False)
     if add_bos and bos_id is None:
         raise TokenizerError("tokenizer.ggml.add_bos_token is true but tokenizer.ggml.bos_token_id is missing")
     if add_eos and eos_id is None:
         raise TokenizerError("tokenizer.ggml.add_eos_token is true but tokenizer.ggml.eos_token_id is missing")
     return Vocab(
-        model=model, pretokenizer=pretokenizer, pieces=pieces, packed_pieces=pack_utf8(pieces),
+        model=model, pretokenizer=pretokenizer, ignore_merges=llama3,
+        pieces=pieces, packed_pieces=pack_utf8(pieces),
         token_types=token_types,
         scores=scores, merges=merges, bos_id=bos_id, eos_id=eos_id,
         eot_id=token_id("tokenizer.ggml.eot_token_id"),
@@ -165,12 +170,11 @@ def _token_types(metadata, n_vocab):
     return np.where(types == 0, TokenType.NORMAL, types).astype(np.int32)
 
 
-def _pretokenizer_rule(metadata):
-    name = _get(metadata, "tokenizer.ggml.pre", str, default="gpt2")
+def _pretokenizer_rule(name):
     rule = PRETOKENIZER_RULES.get(name)
     if rule is None:
         warnings.warn(f"unknown pre-tokenizer tokenizer.ggml.pre = {name!r}; "
-                      "splitting words by GPT-2's rules instead", stacklevel=3)
+                      "splitting words by GPT-2's rules instead", stacklevel=4)
         rule = "gpt2"
     return rule
 
