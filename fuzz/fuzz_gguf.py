@@ -85,7 +85,7 @@ def exercise_tokenizer(tokenizer):
 
 def forward(path):
     model = model_module.load(path, n_ctx=8, threads=1)
-    logits = model.eval([0])
+    logits = model.eval([0, model.config.n_vocab - 1])
     assert logits.shape == (model.config.n_vocab,)
 
 

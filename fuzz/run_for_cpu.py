@@ -17,8 +17,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OPTIONS = {
-    "gguf": ["-max_len=70000", "-timeout=10", "-rss_limit_mb=3000", f"-dict={HERE / 'gguf.dict'}"],
-    "tokenizer": ["-max_len=4096", "-timeout=10", "-rss_limit_mb=3000"],
+    "gguf": ["-max_len=70000", "-timeout=60", "-rss_limit_mb=3000", f"-dict={HERE / 'gguf.dict'}"],
+    "tokenizer": ["-max_len=4096", "-timeout=60", "-rss_limit_mb=3000"],
 }
 
 

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 3 << 30
 CPU_SECONDS = 5.0      # "within a few seconds", measured as the child's CPU time
 WALL_SECONDS = 120     # generous: the machine may be shared; a hang still fails
-NOBODY = 65534
+# Linux capabilities that let root ignore file permissions, and prctl(PR_CAPBSET_DROP)
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24
 
 
 @dataclass
@@ -52,18 +53,22 @@ def llm_env(home, env=None):
     return {k: v for k, v in full.items() if v is not None}
 
 
-def child_limits(as_nobody=False):
-    """preexec_fn: the address-space limit, and optionally drop root (so that file
-    permissions apply: root reads a mode-000 file)."""
+def child_limits(honour_permissions=False):
+    """preexec_fn: the address-space limit; with honour_permissions, a root child loses
+    the capabilities that let it read a mode-000 file or write a read-only folder."""
     def apply():
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-        if as_nobody and os.getuid() == 0:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+        if honour_permissions and os.getuid() == 0:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+                if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
     return apply
 
 
-def run_llm(*args, home, stdin=b"", env=None, stdout=None, as_nobody=False,
+def run_llm(*args, home, stdin=b"", env=None, stdout=None, honour_permissions=False,
             timeout=WALL_SECONDS):
     """Run `python -m llmcli ARGS` to completion; stdin is bytes (or an open file),
     stdout is captured unless a file object is given."""
@@ -76,7 +81,7 @@ def run_llm(*args, home, stdin=b"", env=None, stdout=None, as_nobody=False,
         start = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "llmcli", *map(str, args)],
                                    stdin=stdin, stdout=stdout or out, stderr=err,
-                                   env=llm_env(home, env), preexec_fn=child_limits(as_nobody))
+                                   env=llm_env(home, env), preexec_fn=child_limits(honour_permissions))
         status, usage = wait_with_usage(process, timeout)
         wall = time.monotonic() - start
         out.seek(0)

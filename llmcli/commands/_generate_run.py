@@ -1,15 +1,13 @@
 """What `llm generate` does once its options are parsed: load the model, build the
 prompt tokens (chat template or raw), sample, and write the chunks in the chosen
 format. Printing happens only here and in the command module."""
-import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 
 import click
 
-from llmcli.commands._common import terminal_safe
+from llmcli.commands._common import json_text, terminal_safe
 
 
 @dataclass
@@ -136,7 +134,9 @@ def _prompt_tokens(request, model, use_chat):
 
 
 def _echo_err(text):
-    click.echo(text, err=True)
+    # Model names and paths come from files: escaped on a terminal; elsewhere exactly as
+    # they are (color=True: Click would strip what looks like ANSI codes).
+    click.echo(terminal_safe(text, sys.stderr), err=True, color=True)
 
 
 def _stats_text(stats, load_seconds, finish_reason):
@@ -155,14 +155,6 @@ def _stats_text(stats, load_seconds, finish_reason):
 
 # --- output formats ------------------------------------------------------------------------
 
-_C1_AND_DEL = re.compile("[\x7f-\x9f]")
-
-
-def _json_text(obj):
-    """JSON with non-ASCII kept readable; DEL and C1 controls escaped (json.dumps escapes
-    only C0), so the line is safe on a terminal and still valid JSON."""
-    text = json.dumps(obj, ensure_ascii=False)
-    return _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class _Writer:
@@ -234,19 +226,19 @@ class _JsonWriter(_Writer):
         obj = self.summary(final, load_seconds)
         if self.request.top_logprobs:
             obj["logprobs"] = self.records
-        self.write(_json_text(obj) + "\n")
+        self.write(json_text(obj) + "\n")
 
 
 class _JsonlWriter(_Writer):
     def chunk(self, chunk):
         super().chunk(chunk)
         if chunk.token is not None:
-            self.write(_json_text({"type": "token", **self.token_record(chunk)}) + "\n")
+            self.write(json_text({"type": "token", **self.token_record(chunk)}) + "\n")
         elif chunk.text:   # text released by an interruption, with no token of its own
-            self.write(_json_text({"type": "text", "text": chunk.text}) + "\n")
+            self.write(json_text({"type": "text", "text": chunk.text}) + "\n")
 
     def finish(self, final, load_seconds):
-        self.write(_json_text({"type": "summary", **self.summary(final, load_seconds)})
+        self.write(json_text({"type": "summary", **self.summary(final, load_seconds)})
                    + "\n")
 
 

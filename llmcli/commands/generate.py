@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from llmcli.commands._common import model_option, read_stdin_text
+from llmcli.commands._common import model_option, read_limited, read_stdin_text
 from llmcli.commands._options import (max_tokens_option, runtime_options,
                                       sampler_options)
 
@@ -111,9 +111,12 @@ def generate(ctx, prompt, model, prompt_file, **options):
     request = GenerateRequest(model=model, prompt=text, **options)
     finish_reason = run(request, _load_model)
     if finish_reason == "interrupted":
-        # Ctrl-C: the partial output and stats are out; exit like a shell would (128+2).
+        # Ctrl-C or SIGTERM: the partial output and stats are out; exit like a shell
+        # would (128 + the signal).
         # (sys.exit, not ctx.exit: Click would turn the latter into a return value.)
-        sys.exit(130)
+        from llmcli.cli import interrupted_status
+
+        sys.exit(interrupted_status())
 
 
 def _check_view_options(options):
@@ -136,7 +139,8 @@ def _load_model(name_or_path, n_ctx, threads):
 
 def _prompt_text(prompt, prompt_file, decode_errors):
     """The prompt from its sources: stdin (piped, or PROMPT "-"), --file, PROMPT."""
-    stdin_is_tty = _isatty(sys.stdin)
+    # a closed stdin (`<&-`) is None: nothing to read, like a terminal
+    stdin_is_tty = sys.stdin is None or _isatty(sys.stdin)
     if prompt is None and prompt_file is None and stdin_is_tty:
         raise click.UsageError("no prompt: give PROMPT, -f FILE, or pipe text on stdin")
     parts = []
@@ -157,7 +161,7 @@ def _read_file(path, decode_errors):
 
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = read_limited(f, f"--file {path}")
     except OSError as exc:
         raise InputError(f"cannot read --file {path}: {exc.strerror}") from None
     try:

@@ -77,7 +77,8 @@ def inspect(ctx, model_arg, model, output_format, show_tensors, show_template):
         template = info["chat_template"]
         if template is None:
             raise click.ClickException("this model has no chat template")
-        click.echo(terminal_safe(template))
+        # color=True: through a pipe the template is printed exactly, ANSI-like text and all
+        click.echo(terminal_safe(template), color=True)
     else:
         _print_text(info)
 
