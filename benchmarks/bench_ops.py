@@ -3,7 +3,8 @@
 Cases: one decode step (n_tok = 1) with 512 and with 4096 cached positions, and a
 512-token prefill from position 0. Each thread count runs in its own process
 (OMP_NUM_THREADS), and the NumPy reference (llmcli.ops_ref, float32) is timed in the
-same run as the peer. The machine is shared: each figure is the best of several batches.
+same run as the peer. The machine is shared: each figure is the best of many short
+batches.
 
     python benchmarks/bench_ops.py [--threads 1,2] [--seconds 0.1]
 """
@@ -25,18 +26,22 @@ MODELS = {
 CASES = {"decode@512": (1, 512), "decode@4096": (1, 4096), "prefill512": (512, 0)}
 
 
-def best_time_per_call(fn, seconds, batches=5):
+def best_time_per_call(fn, seconds, batch_seconds=0.002):
+    """Best average over many short batches: on a shared machine a short batch has a
+    fair chance to run without being preempted, a long one does not."""
     fn()
     calls = 1
-    while True:  # calls per batch so that a batch lasts seconds / batches
+    while True:  # calls per batch so that a batch lasts about batch_seconds
         start = time.perf_counter()
         for _ in range(calls):
             fn()
-        if time.perf_counter() - start >= seconds / batches:
+        elapsed = time.perf_counter() - start
+        if elapsed >= batch_seconds:
             break
         calls *= 2
-    best = float("inf")
-    for _ in range(batches):
+    best = elapsed / calls
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(calls):
             fn()

@@ -256,24 +256,34 @@ static void merge_partials(const attention_plan *p, const tile *tl, const float 
     }
 }
 
+/* One (tile, chunk) unit of work. */
+static void attend_unit(const attention_plan *p, int64_t u, float *scratch)
+{
+    const tile tl = make_tile(p, u / p->n_splits);
+    tile_state st;
+    if (p->n_splits == 1) {
+        attend_tile_rows(p, &tl, tl.rows, &st);
+        write_output(&tl, &st, p->head_dim);
+    } else {
+        attend_tile_rows(p, &tl, split_rows(tl.rows, (int)(u % p->n_splits), p->n_splits), &st);
+        save_partial(&tl, &st, p->head_dim, scratch + u * p->unit_floats);
+    }
+}
+
 static void attend_tiles(attention_plan *p, float *scratch, int64_t scratch_len)
 {
     if (p->n_splits > 1 && scratch_len < p->n_tiles * p->n_splits * p->unit_floats)
         p->n_splits = 1; /* the thread count grew since the scratch was sized */
     const int64_t n_units = p->n_tiles * p->n_splits;
 
-    /* Dynamic schedule: causal tiles differ in cost (later tokens see more rows). */
-#pragma omp parallel for schedule(dynamic, 1) if (p->parallel)
-    for (int64_t u = 0; u < n_units; u++) {
-        const tile tl = make_tile(p, u / p->n_splits);
-        tile_state st;
-        if (p->n_splits == 1) {
-            attend_tile_rows(p, &tl, tl.rows, &st);
-            write_output(&tl, &st, p->head_dim);
-        } else {
-            attend_tile_rows(p, &tl, split_rows(tl.rows, (int)(u % p->n_splits), p->n_splits), &st);
-            save_partial(&tl, &st, p->head_dim, scratch + u * p->unit_floats);
-        }
+    if (!p->parallel) {
+        for (int64_t u = 0; u < n_units; u++)
+            attend_unit(p, u, scratch);
+    } else {
+        /* dynamic schedule: causal tiles differ in cost (later tokens see more rows) */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t u = 0; u < n_units; u++)
+            attend_unit(p, u, scratch);
     }
     if (p->n_splits > 1)
         for (int64_t t = 0; t < p->n_tiles; t++) {
@@ -284,29 +294,40 @@ static void attend_tiles(attention_plan *p, float *scratch, int64_t scratch_len)
 
 /* ---- attention view: one (head, token) at a time, weights kept in probs ---------- */
 
-static void attend_with_probs(const attention_plan *p, float *probs, int64_t probs_len)
+static void attend_one_with_probs(const attention_plan *p, int64_t item, float *probs,
+                                  int64_t probs_len)
 {
     const int hd = p->head_dim;
-#pragma omp parallel for schedule(dynamic, 1) if (p->parallel)
-    for (int64_t item = 0; item < p->n_heads * p->n_tok; item++) {
-        const int64_t h = item / p->n_tok, t = item % p->n_tok;
-        const float *q = p->q + t * p->q_stride + h * hd;
-        const int64_t kv_offset = (h / p->group) * hd;
-        float *out = p->out + t * p->q_stride + h * hd;
-        float *row = probs + item * probs_len; /* probs[h, t, :] */
-        const row_range range = visible_rows(p->q_pos[t], p->window);
-        const int64_t n = range.last - range.first + 1;
-        float *w = row + range.first;
+    const int64_t h = item / p->n_tok, t = item % p->n_tok;
+    const float *q = p->q + t * p->q_stride + h * hd;
+    const int64_t kv_offset = (h / p->group) * hd;
+    float *out = p->out + t * p->q_stride + h * hd;
+    float *row = probs + item * probs_len; /* probs[h, t, :] */
+    const row_range range = visible_rows(p->q_pos[t], p->window);
+    const int64_t n = range.last - range.first + 1;
+    float *w = row + range.first;
 
-        memset(row, 0, sizeof(float) * probs_len);
-        p->vec->dot_tile(&q, 1, p->k_cache + range.first * p->kv_stride + kv_offset,
-                         p->kv_stride, n, hd, p->scale, w, 0);
-        const double sum = p->vec->exp_shifted(w, n, p->vec->max(w, n));
-        p->vec->scale(w, n, (float)(1.0 / sum));
-        memset(out, 0, sizeof(float) * hd);
-        p->vec->axpy_rows(out, w, p->v_cache + range.first * p->kv_stride + kv_offset,
-                          p->kv_stride, n, hd);
+    memset(row, 0, sizeof(float) * probs_len);
+    p->vec->dot_tile(&q, 1, p->k_cache + range.first * p->kv_stride + kv_offset,
+                     p->kv_stride, n, hd, p->scale, w, 0);
+    const double sum = p->vec->exp_shifted(w, n, p->vec->max(w, n));
+    p->vec->scale(w, n, (float)(1.0 / sum));
+    memset(out, 0, sizeof(float) * hd);
+    p->vec->axpy_rows(out, w, p->v_cache + range.first * p->kv_stride + kv_offset,
+                      p->kv_stride, n, hd);
+}
+
+static void attend_with_probs(const attention_plan *p, float *probs, int64_t probs_len)
+{
+    const int64_t n_items = p->n_heads * p->n_tok;
+    if (!p->parallel) {
+        for (int64_t item = 0; item < n_items; item++)
+            attend_one_with_probs(p, item, probs, probs_len);
+        return;
     }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t item = 0; item < n_items; item++)
+        attend_one_with_probs(p, item, probs, probs_len);
 }
 
 /* ---- entry points ------------------------------------------------------------- */

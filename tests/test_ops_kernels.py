@@ -317,22 +317,31 @@ def test_prefill_equals_token_by_token_decode(shape):
             np.testing.assert_allclose(step[0], prefill[t], rtol=0, atol=1e-6)
 
 
-DECODE_IN_CHILD = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from llmcli import _kernels as K
-    path, n_heads, n_kv, hd, n_ctx, window, out_file = sys.argv[1:]
-    n_heads, n_kv, hd, n_ctx, window = map(int, (n_heads, n_kv, hd, n_ctx, window))
-    K.set_ops_simd(path == "avx2")
-    r = np.random.default_rng(14)
-    q = r.normal(size=(1, n_heads * hd)).astype(np.float32)
-    k_cache = r.normal(size=(n_ctx, n_kv * hd)).astype(np.float32)
-    v_cache = r.normal(size=(n_ctx, n_kv * hd)).astype(np.float32)
-    out = np.empty_like(q)
-    K.attention(q, k_cache, v_cache, np.array([n_ctx - 1], np.int32), n_heads, n_kv, hd,
-                hd ** -0.5, window, out)
-    np.savez(out_file, q=q, k_cache=k_cache, v_cache=v_cache, out=out)
-""")
+# ---- thread counts -------------------------------------------------------------
+# How a call is shared out depends on the thread count (OpenMP reads it once per
+# process), so these run the kernel in a child process with OMP_NUM_THREADS set.
+
+CHILD_PRELUDE = """
+import sys
+import numpy as np
+from llmcli import _kernels as K
+K.set_ops_simd(sys.argv[1] == "avx2")
+r = np.random.default_rng(14)
+result = {}
+"""
+
+
+def run_in_child(tmp_path, threads, simd_path, body):
+    """Run body (Python with K, np, r in scope, filling the dict `result`) in a child
+    process with OMP_NUM_THREADS=threads; returns `result`."""
+    code = CHILD_PRELUDE + textwrap.dedent(body) + "\nnp.savez(sys.argv[2], **result)\n"
+    result_file = tmp_path / "result.npz"
+    # the child imports the same llmcli as this process (installed or built in place)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(K.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=package_parent)
+    subprocess.run([sys.executable, "-c", code, simd_path, str(result_file)],
+                   env=env, cwd=tmp_path, check=True)
+    return dict(np.load(result_file))
 
 
 @pytest.mark.parametrize("threads", [1, 3, 8])
@@ -342,17 +351,30 @@ def test_decode_step_split_over_threads(simd_path, tmp_path, threads, shape, n_c
     # A decode step has fewer tiles than threads, so its cache rows are split into
     # chunks whose partial softmaxes are merged; the result must not depend on that.
     n_heads, n_kv, hd = SHAPES[shape]
-    result = tmp_path / "decode.npz"
-    # the child imports the same llmcli as this process (installed or built in place)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(K.__file__)))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=package_parent)
-    subprocess.run([sys.executable, "-c", DECODE_IN_CHILD, simd_path, str(n_heads), str(n_kv),
-                    str(hd), str(n_ctx), str(window), str(result)],
-                   env=env, cwd=tmp_path, check=True)
-    data = np.load(result)
+    data = run_in_child(tmp_path, threads, simd_path, f"""
+        q = r.normal(size=(1, {n_heads * hd})).astype(np.float32)
+        k_cache = r.normal(size=({n_ctx}, {n_kv * hd})).astype(np.float32)
+        v_cache = r.normal(size=({n_ctx}, {n_kv * hd})).astype(np.float32)
+        out = np.empty_like(q)
+        K.attention(q, k_cache, v_cache, np.array([{n_ctx - 1}], np.int32), {n_heads}, {n_kv},
+                    {hd}, {hd ** -0.5}, {window}, out)
+        result.update(q=q, k_cache=k_cache, v_cache=v_cache, out=out)
+    """)
     expected, _ = ops_ref.attention(f64(data["q"]), f64(data["k_cache"]), f64(data["v_cache"]),
                                     np.array([n_ctx - 1]), n_heads, n_kv, hd, hd ** -0.5, window)
     np.testing.assert_allclose(data["out"], expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_softmax_of_wide_rows_split_over_threads(simd_path, tmp_path, threads):
+    # with few rows, each row (a vocabulary of logits) is split over the threads
+    data = run_in_child(tmp_path, threads, simd_path, """
+        x = (r.normal(size=(2, 262144)) * 8).astype(np.float32)
+        result["x"] = x.copy()
+        K.softmax(x)
+        result["out"] = x
+    """)
+    np.testing.assert_allclose(data["out"], ops_ref.softmax(f64(data["x"])), rtol=1e-5, atol=1e-9)
 
 
 # ---- argument checks ---------------------------------------------------------------
@@ -395,6 +417,19 @@ def _bad_calls():
         "attention probs too short": attn(probs=np.zeros((4, 2, 3), F32)),
         "attention probs heads": attn(probs=np.zeros((2, 2, 6), F32)),
     }
+
+
+def test_read_only_inputs_are_accepted_read_only_outputs_are_not():
+    # norm weights are read-only views of the memory-mapped GGUF file
+    x = rng(15).normal(size=(2, 64)).astype(F32)
+    w = np.ones(64, F32)
+    w.setflags(write=False)
+    out = np.empty_like(x)
+    K.rmsnorm(x, w, 1e-6, out)
+    np.testing.assert_allclose(out, ops_ref.rmsnorm(f64(x), 1.0, 1e-6), rtol=1e-5)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        K.rmsnorm(x, w, 1e-6, out)
 
 
 @pytest.mark.parametrize("case", list(_bad_calls()))

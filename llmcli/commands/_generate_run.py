@@ -37,6 +37,8 @@ class GenerateRequest:
     raw_output: bool = False
     decode_errors: str = "strict"
     verbose: bool = False
+    show_probs: int = 0       # --show-probs K: each token with K alternatives
+    step: bool = False        # --step: interactive, on a terminal
 
 
 def run(request, load_model):
@@ -61,9 +63,20 @@ def run(request, load_model):
 
     logprobs = {"text": None, "json": request.top_logprobs or None,
                 "jsonl": request.top_logprobs}[request.output_format]
+    if request.show_probs and request.verbose:
+        logprobs = request.show_probs   # the raw distribution too
+    if request.step:
+        from llmcli.commands._show_probs import StepSampler
+
+        sampler = StepSampler(sampler, model.tokenizer, len(prompt_ids))
     chunks = generate(model, prompt_ids, sampler, request.max_tokens, request.stops,
-                      request.ignore_eos, logprobs=logprobs)
+                      request.ignore_eos, logprobs=logprobs,
+                      top_probs=request.show_probs + 1 if request.show_probs else 0)
     writer = _WRITERS[request.output_format](request, model, sampler, use_chat, prompt_ids)
+    if request.show_probs:
+        from llmcli.commands._show_probs import ShowProbsWriter
+
+        writer = ShowProbsWriter(writer)
     final = _drive(chunks, writer)
     if final is None:   # Ctrl-C before the generator even started
         raise KeyboardInterrupt
@@ -89,6 +102,13 @@ def _drive(chunks, writer):
             if last is not None:
                 last.finish_reason = "interrupted"
     return last
+
+
+def prompt_for(request, model):
+    """(chat mode?, text the model sees, its token ids) for request.prompt, built the way
+    `llm generate` builds it (also used by the views: `llm probs`, `explain`...)."""
+    use_chat = _chat_mode(request, model)
+    return (use_chat, *_prompt_tokens(request, model, use_chat))
 
 
 def _chat_mode(request, model):

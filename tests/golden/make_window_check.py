@@ -22,7 +22,8 @@ WINDOWS = (511, 512, 513)
 def visible_keys(window: int, query: int) -> tuple[int, int]:
     """First and last key position a query sees under transformers' sliding mask."""
     mask = sliding_window_causal_mask_function(window)
-    seen = [k for k in range(query + 1) if mask(0, 0, query, k)]
+    zero, q = torch.tensor(0), torch.tensor(query)
+    seen = [k for k in range(query + 1) if mask(zero, zero, q, torch.tensor(k))]
     return seen[0], seen[-1]
 
 
