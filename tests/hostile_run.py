@@ -82,30 +82,45 @@ def run_llm(*args, home, stdin=b"", env=None, stdout=None, honour_permissions=Fa
         process = subprocess.Popen([sys.executable, "-m", "llmcli", *map(str, args)],
                                    stdin=stdin, stdout=stdout or out, stderr=err,
                                    env=llm_env(home, env), preexec_fn=child_limits(honour_permissions))
-        status, usage = wait_with_usage(process, timeout)
+        status, usage, peak_kb = wait_with_usage(process, timeout)
         wall = time.monotonic() - start
         out.seek(0)
         err.seek(0)
         outcome = Outcome(args, status, out.read(), err.read().decode("utf-8", "replace"),
-                          usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024)
+                          usage.ru_utime + usage.ru_stime, wall, peak_kb / 1024)
     _report(outcome)
     return outcome
 
 
 def wait_with_usage(process, timeout):
-    """(exit status as Popen reports it, rusage of the child); kills it on timeout."""
+    """(exit status as Popen reports it, rusage of the child, peak RSS in KiB); kills it
+    on timeout. The peak is polled from /proc (VmHWM): the rusage maximum would include
+    the pages the child shared with this (large) test process between fork and exec."""
     deadline = time.monotonic() + timeout
+    peak_kb = 0
     while True:
+        peak_kb = max(peak_kb, _peak_rss_kb(process.pid))
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
-            return process.returncode, usage
+            return process.returncode, usage, peak_kb
         if time.monotonic() > deadline:
             process.kill()
             os.wait4(process.pid, 0)
             process.returncode = -9
             raise AssertionError(f"llm did not finish within {timeout} s: {process.args}")
         time.sleep(0.02)
+
+
+def _peak_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def assert_clean_error(outcome, pattern, status=1, allowed=()):

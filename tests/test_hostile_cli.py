@@ -140,6 +140,17 @@ def test_ten_megabytes_of_one_character(smollm2_path, tmp_path, char):
         assert_clean_error(outcome, "the prompt has .* tokens but the context window holds 4096")
 
 
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_text_at_the_input_cap_fails_cleanly_within_the_memory_limit(model, smollm2_path,
+                                                                     gemma3_path, tmp_path):
+    """16 MiB of one letter: the most text read, the most tokens made (a few million)."""
+    from llmcli.commands._common import MAX_PROMPT_BYTES
+
+    path = {"smollm2": smollm2_path, "gemma3": gemma3_path}[model]
+    outcome = generate(path, "--raw", home=tmp_path, stdin=b"a" * MAX_PROMPT_BYTES)
+    assert_clean_error(outcome, "the prompt has .* tokens but the context window holds 4096")
+
+
 @pytest.mark.parametrize("source", ["stdin", "--file"])
 def test_endless_input_is_refused_not_read_forever(tiny, tmp_path, source):
     if source == "stdin":
@@ -147,7 +158,7 @@ def test_endless_input_is_refused_not_read_forever(tiny, tmp_path, source):
             outcome = generate(tiny, home=tmp_path, stdin=zeros)
     else:
         outcome = generate(tiny, "-f", "/dev/zero", home=tmp_path)
-    assert_clean_error(outcome, f"{source}.* holds more than 64 MiB of text")
+    assert_clean_error(outcome, f"{source}.* holds more than 16 MiB of text")
 
 
 @pytest.mark.parametrize("n_tokens", [16, 17])
@@ -260,7 +271,7 @@ def test_offline_with_no_model(tmp_path):
 def test_chat_refuses_an_endless_line(tiny, tmp_path):
     with open("/dev/zero", "rb") as zeros:
         outcome = run_llm("chat", "-m", tiny, "-n", "1", home=tmp_path, stdin=zeros)
-    assert_clean_error(outcome, "stdin line 1 holds more than 64 MiB of text")
+    assert_clean_error(outcome, "stdin line 1 holds more than 16 MiB of text")
 
 
 def chat_on_a_terminal(model, home):

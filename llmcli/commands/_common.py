@@ -60,7 +60,7 @@ def _isatty(stream):
 
 # Far more text than any context holds, yet a bounded read: stdin or a file may be
 # /dev/zero or an endless pipe.
-MAX_PROMPT_BYTES = 64 << 20
+MAX_PROMPT_BYTES = 16 << 20
 
 
 def read_limited(stream, what):
