@@ -161,6 +161,11 @@ def test_endless_input_is_refused_not_read_forever(tiny, tmp_path, source):
     assert_clean_error(outcome, f"{source}.* holds more than 16 MiB of text")
 
 
+def test_perplexity_of_an_endless_file(tiny, tmp_path):
+    outcome = run_llm("perplexity", "-m", tiny, "/dev/zero", home=tmp_path)
+    assert_clean_error(outcome, "/dev/zero holds more than 16 MiB of text")
+
+
 @pytest.mark.parametrize("n_tokens", [16, 17])
 def test_prompt_that_fills_or_overflows_the_context(tiny, tmp_path, n_tokens):
     """Each "x" is one token of the tiny vocabulary (no merge applies)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from llmcli.commands._common import model_option, read_stdin_text, resolve_model
+from llmcli.commands._common import model_option, read_limited, read_stdin_text, resolve_model
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _read_text(file):
     else:
         try:
             with open(file, "rb") as handle:
-                data = handle.read()
+                data = read_limited(handle, file)   # FILE may be /dev/zero
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
         try:
