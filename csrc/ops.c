@@ -6,8 +6,13 @@
 #include "ops_vec.h"
 
 /* Below this many elements a call runs on one thread: waking the OpenMP team costs
- * more than it saves (a decode step's vectors are a few hundred floats). */
+ * more than it saves (a decode step's vectors are a few hundred floats). Such calls
+ * skip the parallel construct altogether: even `omp parallel if (0)` costs ~1.5 us. */
 #define PARALLEL_MIN_ELEMENTS (1 << 15)
+
+/* A softmax row at least this wide is split over the threads (Gemma's 262144 logits). */
+#define WIDE_ROW_MIN (1 << 16)
+
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
@@ -27,20 +32,29 @@ static float sum_of_squares(const float *x, int64_t n)
     return (float)sum;
 }
 
+static void rmsnorm_row(const float *x, const float *w, float *out, int64_t dim, float eps)
+{
+    const float inv_rms = 1.0f / sqrtf(sum_of_squares(x, dim) / (float)dim + eps);
+    for (int64_t d = 0; d < dim; d++)
+        out[d] = x[d] * inv_rms * w[d];
+}
+
 void ops_rmsnorm(const float *x, const float *w, float *out,
                  int64_t n_rows, int64_t dim, float eps)
 {
-#pragma omp parallel for schedule(static) if (n_rows * dim >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t r = 0; r < n_rows; r++) {
-        const float *xr = x + r * dim;
-        float *outr = out + r * dim;
-        const float inv_rms = 1.0f / sqrtf(sum_of_squares(xr, dim) / (float)dim + eps);
-        for (int64_t d = 0; d < dim; d++)
-            outr[d] = xr[d] * inv_rms * w[d];
+    if (n_rows * dim < PARALLEL_MIN_ELEMENTS) {
+        for (int64_t r = 0; r < n_rows; r++)
+            rmsnorm_row(x + r * dim, w, out + r * dim, dim, eps);
+        return;
     }
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
+    for (int64_t r = 0; r < n_rows; r++)
+        rmsnorm_row(x + r * dim, w, out + r * dim, dim, eps);
 }
 
 /* ---- rope --------------------------------------------------------------------- */
+
+#define TWO_PI 6.283185307179586
 
 /* Rotate one head in place by the per-pair cos/sin of its token. */
 static void rotate_head(float *head, const float *cos_t, const float *sin_t, int head_dim,
@@ -59,39 +73,101 @@ static void rotate_head(float *head, const float *cos_t, const float *sin_t, int
     }
 }
 
+/* Rotate every head of one token at position pos. */
+static void rope_token(float *x, int32_t pos, const double *inv_freq, int n_heads,
+                       int head_dim, int neox)
+{
+    const int half = head_dim / 2;
+    float cos_t[OPS_MAX_HEAD_DIM / 2], sin_t[OPS_MAX_HEAD_DIM / 2];
+    for (int i = 0; i < half; i++) {
+        /* The angle is formed in double (at pos 30000 a float angle would be off by
+         * ~2e-3 rad) and reduced by whole turns there; float sin/cos of what is left
+         * (|r| < 2 pi) are then exact to float rounding, and 4x cheaper than double. */
+        const double angle = (double)pos * inv_freq[i];
+        const double turns = (double)(int64_t)(angle * (1.0 / TWO_PI));
+        const float reduced = (float)(angle - turns * TWO_PI);
+        cos_t[i] = cosf(reduced);
+        sin_t[i] = sinf(reduced);
+    }
+    for (int h = 0; h < n_heads; h++)
+        rotate_head(x + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
+}
+
 void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head_dim,
               double base, int neox)
 {
-    const int half = head_dim / 2;
     double inv_freq[OPS_MAX_HEAD_DIM / 2];
-    for (int i = 0; i < half; i++)
+    for (int i = 0; i < head_dim / 2; i++)
         inv_freq[i] = pow(base, -2.0 * i / head_dim);
 
     const int64_t row = (int64_t)n_heads * head_dim;
-#pragma omp parallel for schedule(static) if (n_tok * row >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t t = 0; t < n_tok; t++) {
-        float cos_t[OPS_MAX_HEAD_DIM / 2], sin_t[OPS_MAX_HEAD_DIM / 2];
-        for (int i = 0; i < half; i++) {
-            /* in double: at pos 30000 a float angle would be off by ~2e-3 rad */
-            const double angle = (double)pos[t] * inv_freq[i];
-            cos_t[i] = (float)cos(angle);
-            sin_t[i] = (float)sin(angle);
-        }
-        for (int h = 0; h < n_heads; h++)
-            rotate_head(x + t * row + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
+    if (n_tok * row < PARALLEL_MIN_ELEMENTS) {
+        for (int64_t t = 0; t < n_tok; t++)
+            rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
+        return;
     }
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
+    for (int64_t t = 0; t < n_tok; t++)
+        rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
 }
 
 /* ---- softmax ------------------------------------------------------------------ */
 
+static void softmax_row(const ops_vec *vec, float *x, int64_t dim)
+{
+    const double sum = vec->exp_shifted(x, dim, vec->max(x, dim));
+    vec->scale(x, dim, (float)(1.0 / sum));
+}
+
+/* One wide row (a vocabulary of logits) shared by all threads. Each part is
+ * exponentiated against its own max in the first pass; once all parts are done, every
+ * thread combines the part maxima and sums, and the second pass rescales each part by
+ * exp(part max - row max) / sum. Two passes over memory, one barrier between them. */
+static void softmax_wide_row(const ops_vec *vec, float *x, int64_t dim)
+{
+    enum { MAX_PARTS = 64 };
+    const int64_t n_parts = dim / 4096 < MAX_PARTS ? (dim + 4095) / 4096 : MAX_PARTS;
+    float part_max[MAX_PARTS];
+    double part_sum[MAX_PARTS];
+#pragma omp parallel num_threads(ops_threads())
+    {
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < n_parts; p++) {
+            float *part = x + dim * p / n_parts;
+            const int64_t len = dim * (p + 1) / n_parts - dim * p / n_parts;
+            part_max[p] = vec->max(part, len);
+            part_sum[p] = vec->exp_shifted(part, len, part_max[p]);
+        }
+        float row_max = part_max[0];
+        for (int64_t p = 1; p < n_parts; p++)
+            row_max = part_max[p] > row_max ? part_max[p] : row_max;
+        double sum = 0.0;
+        for (int64_t p = 0; p < n_parts; p++)
+            sum += part_sum[p] * exp((double)part_max[p] - row_max);
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < n_parts; p++) {
+            const int64_t len = dim * (p + 1) / n_parts - dim * p / n_parts;
+            vec->scale(x + dim * p / n_parts, len,
+                       (float)(exp((double)part_max[p] - row_max) / sum));
+        }
+    }
+}
+
 void ops_softmax(float *x, int64_t n_rows, int64_t dim)
 {
     const ops_vec *vec = ops_vec_select();
-#pragma omp parallel for schedule(static) if (n_rows * dim >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t r = 0; r < n_rows; r++) {
-        float *xr = x + r * dim;
-        const double sum = vec->exp_shifted(xr, dim, vec->max(xr, dim));
-        vec->scale(xr, dim, (float)(1.0 / sum));
+    const int threads = ops_threads();
+    if (n_rows * dim >= PARALLEL_MIN_ELEMENTS && n_rows >= 4 * threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t r = 0; r < n_rows; r++)
+            softmax_row(vec, x + r * dim, dim);
+    } else if (threads > 1 && dim >= WIDE_ROW_MIN) {
+        /* few rows, but wide ones: split each row over the threads instead */
+        for (int64_t r = 0; r < n_rows; r++)
+            softmax_wide_row(vec, x + r * dim, dim);
+    } else {
+        for (int64_t r = 0; r < n_rows; r++)
+            softmax_row(vec, x + r * dim, dim);
     }
 }
 
@@ -103,9 +179,13 @@ typedef void (*gated_fn)(const float *gate, const float *up, float *out, int64_t
 static void gated_parallel(gated_fn fn, const float *gate, const float *up, float *out,
                            int64_t n)
 {
+    if (n < PARALLEL_MIN_ELEMENTS) {
+        fn(gate, up, out, n);
+        return;
+    }
     const int64_t chunk = 4096;
     const int64_t n_chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for schedule(static) num_threads(ops_threads())
     for (int64_t c = 0; c < n_chunks; c++) {
         const int64_t start = c * chunk;
         const int64_t len = n - start < chunk ? n - start : chunk;

@@ -50,11 +50,18 @@ void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n);
  * including itself (transformers' gemma3 sliding mask `kv_idx > q_idx - window`).
  * Scores are q.k * scale, softmax is max-subtracted, all in float32 (sums in double).
  * probs (optional, NULL on the hot path): [n_heads, n_tok, probs_len] receives the
- * attention weights, zero where masked; probs_len > max(q_pos). */
+ * attention weights, zero where masked; probs_len > max(q_pos).
+ * scratch: scratch_len floats of work space, where a call split over more threads than
+ * it has tiles keeps its partial results; size it with ops_attention_scratch_len (0 for
+ * most calls). With less than that, the call still runs, on fewer pieces. */
 void ops_attention(const float *q, const float *k_cache, const float *v_cache,
                    const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
                    int head_dim, float scale, int window, float *out,
-                   float *probs, int64_t probs_len);
+                   float *probs, int64_t probs_len, float *scratch, int64_t scratch_len);
+
+/* Scratch floats ops_attention wants for these arguments at the current thread count. */
+int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
+                                  int n_kv_heads, int head_dim, int window);
 
 /* Which vector path the kernels use: "avx2" or "scalar". */
 const char *ops_simd_path(void);

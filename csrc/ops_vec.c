@@ -2,6 +2,7 @@
  * vectorise the reductions for the baseline ISA), and the run-time choice of path. */
 #include <math.h>
 
+#include "matmul.h"
 #include "ops.h"
 #include "ops_vec.h"
 
@@ -29,16 +30,20 @@ static void portable_scale(float *x, int64_t n, float factor)
         x[i] *= factor;
 }
 
-static void portable_dot_rows(const float *q, const float *rows, int64_t stride,
-                              int64_t n_rows, int dim, float scale, float *dots)
+static void portable_dot_tile(const float *const *queries, int n_queries, const float *rows,
+                              int64_t stride, int64_t n_rows, int dim, float scale,
+                              float *scores, int64_t scores_stride)
 {
     for (int64_t r = 0; r < n_rows; r++) {
         const float *row = rows + r * stride;
-        float sum = 0.0f;
+        for (int i = 0; i < n_queries; i++) {
+            const float *q = queries[i];
+            float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int d = 0; d < dim; d++)
-            sum += q[d] * row[d];
-        dots[r] = sum * scale;
+            for (int d = 0; d < dim; d++)
+                sum += q[d] * row[d];
+            scores[i * scores_stride + r] = sum * scale;
+        }
     }
 }
 
@@ -75,11 +80,16 @@ const ops_vec ops_vec_portable = {
     .max = portable_max,
     .exp_shifted = portable_exp_shifted,
     .scale = portable_scale,
-    .dot_rows = portable_dot_rows,
+    .dot_tile = portable_dot_tile,
     .axpy_rows = portable_axpy_rows,
     .silu_mul = portable_silu_mul,
     .gelu_tanh_mul = portable_gelu_tanh_mul,
 };
+
+int ops_threads(void)
+{
+    return llm_get_threads();
+}
 
 /* ---- run-time choice ---------------------------------------------------------- */
 

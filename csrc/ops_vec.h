@@ -19,9 +19,12 @@ typedef struct ops_vec {
     double (*exp_shifted)(float *x, int64_t n, float shift);
     /* x[i] *= factor */
     void (*scale)(float *x, int64_t n, float factor);
-    /* dots[r] = scale * (q . rows[r]) for r < n_rows; row r starts at rows + r * stride */
-    void (*dot_rows)(const float *q, const float *rows, int64_t stride, int64_t n_rows,
-                     int dim, float scale, float *dots);
+    /* scores[i * scores_stride + r] = scale * (queries[i] . rows[r]) for i < n_queries,
+     * r < n_rows; row r starts at rows + r * stride. Each row is read once for all
+     * the queries (the query heads that share a KV head, at nearby positions). */
+    void (*dot_tile)(const float *const *queries, int n_queries, const float *rows,
+                     int64_t stride, int64_t n_rows, int dim, float scale, float *scores,
+                     int64_t scores_stride);
     /* acc[d] += sum_r weights[r] * rows[r][d] for d < dim */
     void (*axpy_rows)(float *acc, const float *weights, const float *rows, int64_t stride,
                       int64_t n_rows, int dim);
@@ -37,6 +40,9 @@ extern const ops_vec ops_vec_avx2;
 #endif
 
 const ops_vec *ops_vec_select(void);
+
+/* Threads for the ops' parallel loops: the one setting matmul uses (set_threads). */
+int ops_threads(void);
 
 /* sqrt(2 / pi), the constant inside the tanh approximation of GELU */
 #define OPS_SQRT_2_OVER_PI 0.7978845608028654f

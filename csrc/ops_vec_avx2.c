@@ -116,37 +116,110 @@ static float scalar_dot(const float *a, const float *b, int from, int to)
     return sum;
 }
 
-/* Four rows per pass share each load of q. */
-AVX2 static void avx2_dot_rows(const float *q, const float *rows, int64_t stride,
-                               int64_t n_rows, int dim, float scale, float *dots)
+/* Dots of four queries with two rows: eight accumulators, six loads per eight FMAs. */
+AVX2 static inline void dot_4q_2rows(const float *const *q, const float *row0,
+                                     const float *row1, int dim, float *s0, float *s1)
 {
     const int vec_end = dim & ~7;
+    __m256 a00 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps();
+    __m256 a20 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps();
+    __m256 a01 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+    __m256 a21 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+    for (int d = 0; d < vec_end; d += 8) {
+        const __m256 k0 = _mm256_loadu_ps(row0 + d), k1 = _mm256_loadu_ps(row1 + d);
+        const __m256 q0 = _mm256_loadu_ps(q[0] + d), q1 = _mm256_loadu_ps(q[1] + d);
+        const __m256 q2 = _mm256_loadu_ps(q[2] + d), q3 = _mm256_loadu_ps(q[3] + d);
+        a00 = _mm256_fmadd_ps(q0, k0, a00);
+        a01 = _mm256_fmadd_ps(q0, k1, a01);
+        a10 = _mm256_fmadd_ps(q1, k0, a10);
+        a11 = _mm256_fmadd_ps(q1, k1, a11);
+        a20 = _mm256_fmadd_ps(q2, k0, a20);
+        a21 = _mm256_fmadd_ps(q2, k1, a21);
+        a30 = _mm256_fmadd_ps(q3, k0, a30);
+        a31 = _mm256_fmadd_ps(q3, k1, a31);
+    }
+    _mm_storeu_ps(s0, hsum8x4(a00, a10, a20, a30));
+    _mm_storeu_ps(s1, hsum8x4(a01, a11, a21, a31));
+    if (vec_end < dim)
+        for (int k = 0; k < 4; k++) {
+            s0[k] += scalar_dot(q[k], row0, vec_end, dim);
+            s1[k] += scalar_dot(q[k], row1, vec_end, dim);
+        }
+}
+
+AVX2 static inline void dot_4q_1row(const float *const *q, const float *row, int dim, float *s)
+{
+    const int vec_end = dim & ~7;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int d = 0; d < vec_end; d += 8) {
+        const __m256 k = _mm256_loadu_ps(row + d);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[0] + d), k, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[1] + d), k, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q[2] + d), k, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q[3] + d), k, a3);
+    }
+    _mm_storeu_ps(s, hsum8x4(a0, a1, a2, a3));
+    if (vec_end < dim)
+        for (int k = 0; k < 4; k++)
+            s[k] += scalar_dot(q[k], row, vec_end, dim);
+}
+
+/* One query against four rows per pass (the attention view, or one head per KV head). */
+AVX2 static void dot_1q(const float *q, const float *rows, int64_t stride, int64_t n_rows,
+                        int dim, float scale, float *scores)
+{
     int64_t r = 0;
     for (; r + 4 <= n_rows; r += 4) {
-        const float *r0 = rows + r * stride, *r1 = r0 + stride;
-        const float *r2 = r1 + stride, *r3 = r2 + stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int d = 0; d < vec_end; d += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + d);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r0 + d), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r1 + d), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r2 + d), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r3 + d), a3);
-        }
-        float sums[4];
-        _mm_storeu_ps(sums, hsum8x4(a0, a1, a2, a3));
-        dots[r + 0] = (sums[0] + scalar_dot(q, r0, vec_end, dim)) * scale;
-        dots[r + 1] = (sums[1] + scalar_dot(q, r1, vec_end, dim)) * scale;
-        dots[r + 2] = (sums[2] + scalar_dot(q, r2, vec_end, dim)) * scale;
-        dots[r + 3] = (sums[3] + scalar_dot(q, r3, vec_end, dim)) * scale;
+        /* the same kernel with rows and queries swapped: dot is symmetric */
+        const float *four_rows[4] = {rows + r * stride, rows + (r + 1) * stride,
+                                     rows + (r + 2) * stride, rows + (r + 3) * stride};
+        float s[4];
+        dot_4q_1row(four_rows, q, dim, s);
+        for (int k = 0; k < 4; k++)
+            scores[r + k] = s[k] * scale;
     }
     for (; r < n_rows; r++) {
         const float *row = rows + r * stride;
+        const int vec_end = dim & ~7;
         __m256 a = _mm256_setzero_ps();
         for (int d = 0; d < vec_end; d += 8)
             a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(row + d), a);
-        dots[r] = (hsum8(a) + scalar_dot(q, row, vec_end, dim)) * scale;
+        scores[r] = (hsum8(a) + scalar_dot(q, row, vec_end, dim)) * scale;
+    }
+}
+
+/* Queries in groups of four (a short last group repeats its last query, and the
+ * repeated results are dropped), two rows per pass. */
+AVX2 static void avx2_dot_tile(const float *const *queries, int n_queries, const float *rows,
+                               int64_t stride, int64_t n_rows, int dim, float scale,
+                               float *scores, int64_t scores_stride)
+{
+    if (n_queries == 1) {
+        dot_1q(queries[0], rows, stride, n_rows, dim, scale, scores);
+        return;
+    }
+    for (int i = 0; i < n_queries; i += 4) {
+        const int n_real = n_queries - i < 4 ? n_queries - i : 4;
+        const float *q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = queries[i + (k < n_real ? k : n_real - 1)];
+        float *out = scores + i * scores_stride;
+        int64_t r = 0;
+        for (; r + 2 <= n_rows; r += 2) {
+            float s0[4], s1[4];
+            dot_4q_2rows(q, rows + r * stride, rows + (r + 1) * stride, dim, s0, s1);
+            for (int k = 0; k < n_real; k++) {
+                out[k * scores_stride + r] = s0[k] * scale;
+                out[k * scores_stride + r + 1] = s1[k] * scale;
+            }
+        }
+        if (r < n_rows) {
+            float s[4];
+            dot_4q_1row(q, rows + r * stride, dim, s);
+            for (int k = 0; k < n_real; k++)
+                out[k * scores_stride + r] = s[k] * scale;
+        }
     }
 }
 
@@ -224,7 +297,7 @@ const ops_vec ops_vec_avx2 = {
     .max = avx2_max,
     .exp_shifted = avx2_exp_shifted,
     .scale = avx2_scale,
-    .dot_rows = avx2_dot_rows,
+    .dot_tile = avx2_dot_tile,
     .axpy_rows = avx2_axpy_rows,
     .silu_mul = avx2_silu_mul,
     .gelu_tanh_mul = avx2_gelu_tanh_mul,

@@ -1,8 +1,16 @@
 # Wrappers for csrc/ops.h: rmsnorm, rope, softmax, gated activations, attention.
-# Included by _kernels.pyx. Every buffer is float32 (positions int32) and C-contiguous;
-# the typed memoryviews reject other dtypes, ranks and layouts with ValueError, and each
-# wrapper checks the shapes against each other before releasing the GIL.
+# Included by _kernels.pyx. Buffers are NumPy arrays, float32 (positions int32), aligned
+# and C-contiguous; each wrapper checks them and their shapes against each other, raising
+# ValueError, before releasing the GIL. The checks read the array structs directly
+# (not typed memoryviews): a decode step makes hundreds of these calls, and this keeps
+# each one's overhead to a few hundred nanoseconds.
+import threading
+
+import numpy as np
+cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t
+
+cnp.import_array()
 
 cdef extern from "ops.h" nogil:
     int OPS_MAX_HEAD_DIM
@@ -16,7 +24,9 @@ cdef extern from "ops.h" nogil:
     void ops_attention(const float *q, const float *k_cache, const float *v_cache,
                        const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
                        int head_dim, float scale, int window, float *out,
-                       float *probs, int64_t probs_len)
+                       float *probs, int64_t probs_len, float *scratch, int64_t scratch_len)
+    int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
+                                      int n_kv_heads, int head_dim, int window)
     const char *ops_simd_path()
     const char *ops_set_simd(int enabled)
 
@@ -34,135 +44,202 @@ def set_ops_simd(bint enabled):
     return ops_set_simd(enabled).decode()
 
 
-cdef _check_shape(str name, tuple got, tuple want):
-    if got != want:
-        raise ValueError(f"{name} has shape {got}, expected {want}")
+# ---- argument checks ------------------------------------------------------------
+
+cdef cnp.ndarray _ops_array(str name, object a, int type_num, int ndim, bint writable):
+    if not isinstance(a, cnp.ndarray):
+        raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if (cnp.PyArray_TYPE(arr) != type_num or cnp.PyArray_NDIM(arr) != ndim
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)):
+        want = np.dtype(np.float32 if type_num == cnp.NPY_FLOAT32 else np.int32)
+        raise ValueError(f"{name} must be a C-contiguous {want} array with {ndim} dimension(s), "
+                         f"got {a.dtype} with shape {a.shape}"
+                         + ("" if a.flags.c_contiguous else ", not C-contiguous"))
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only")
+    return arr
 
 
-cdef _check_head_layout(int n_heads, int head_dim):
+cdef float *_ops_floats(str name, object a, int ndim, bint writable=False) except NULL:
+    """Data of a float32 array of ndim dimensions (ValueError if it is not one)."""
+    return <float *>cnp.PyArray_DATA(_ops_array(name, a, cnp.NPY_FLOAT32, ndim, writable))
+
+
+cdef int32_t *_ops_ints(str name, object a) except NULL:
+    """Data of a 1-D int32 array (ValueError if it is not one)."""
+    return <int32_t *>cnp.PyArray_DATA(_ops_array(name, a, cnp.NPY_INT32, 1, False))
+
+
+cdef inline int64_t _ops_dim(object a, int axis):
+    return cnp.PyArray_DIM(<cnp.ndarray>a, axis)
+
+
+cdef _ops_check_shape(str name, object a, tuple want):
+    if a.shape != want:
+        raise ValueError(f"{name} has shape {a.shape}, expected {want}")
+
+
+cdef _ops_check_heads(int n_heads, int head_dim):
     if n_heads < 1:
         raise ValueError(f"n_heads must be >= 1, got {n_heads}")
     if head_dim < 2 or head_dim > OPS_MAX_HEAD_DIM:
         raise ValueError(f"head_dim must be in [2, {OPS_MAX_HEAD_DIM}], got {head_dim}")
 
 
-def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps, float[:, ::1] out):
+# ---- kernels --------------------------------------------------------------------
+
+def rmsnorm(x, w, float eps, out):
     """out = x / sqrt(mean(x**2, axis=1) + eps) * w, row by row; out may be x.
-    x, out: [n, d]; w: [d]. For per-head q/k norms pass x as [n_tok * n_heads, head_dim]."""
-    cdef int64_t n = x.shape[0], d = x.shape[1]
+    x, out: float32[n, d]; w: float32[d]. For per-head q/k norms pass x as
+    [n_tok * n_heads, head_dim] (a reshaped view)."""
+    cdef const float *xp = _ops_floats("rmsnorm: x", x, 2)
+    cdef const float *wp = _ops_floats("rmsnorm: w", w, 1)
+    cdef float *outp = _ops_floats("rmsnorm: out", out, 2, True)
+    cdef int64_t n = _ops_dim(x, 0), d = _ops_dim(x, 1)
     if d < 1:
         raise ValueError("rmsnorm: rows of x are empty")
-    _check_shape("rmsnorm: w", (w.shape[0],), (d,))
-    _check_shape("rmsnorm: out", (out.shape[0], out.shape[1]), (n, d))
-    if n == 0:
-        return
+    _ops_check_shape("rmsnorm: w", w, (d,))
+    _ops_check_shape("rmsnorm: out", out, (n, d))
     with nogil:
-        ops_rmsnorm(&x[0, 0], &w[0], &out[0, 0], n, d, eps)
+        ops_rmsnorm(xp, wp, outp, n, d, eps)
 
 
-def rope(float[:, ::1] x, const int32_t[::1] pos, int n_heads, int head_dim, double base,
-         bint neox):
-    """Rotary position embedding in place. x: [n_tok, n_heads * head_dim]; pos: int32[n_tok].
-    neox=False rotates pairs (x[2i], x[2i+1]) (llama GGUFs); neox=True rotates
-    (x[i], x[i + head_dim/2]) (gemma3). Pair i turns by pos * base**(-2i/head_dim)."""
-    _check_head_layout(n_heads, head_dim)
+def rope(x, pos, int n_heads, int head_dim, double base, bint neox):
+    """Rotary position embedding in place. x: float32[n_tok, n_heads * head_dim];
+    pos: int32[n_tok]. neox=False rotates pairs (x[2i], x[2i+1]) (llama GGUFs);
+    neox=True rotates (x[i], x[i + head_dim/2]) (gemma3). Pair i of each head turns by
+    pos * base**(-2i/head_dim) radians."""
+    cdef float *xp = _ops_floats("rope: x", x, 2, True)
+    cdef const int32_t *posp = _ops_ints("rope: pos", pos)
+    _ops_check_heads(n_heads, head_dim)
     if head_dim % 2:
         raise ValueError(f"rope: head_dim must be even, got {head_dim}")
     if not base > 0:
         raise ValueError(f"rope: base must be > 0, got {base}")
-    cdef int64_t n_tok = x.shape[0]
-    _check_shape("rope: x", (n_tok, x.shape[1]), (n_tok, n_heads * head_dim))
-    _check_shape("rope: pos", (pos.shape[0],), (n_tok,))
-    if n_tok == 0:
-        return
+    cdef int64_t n_tok = _ops_dim(x, 0)
+    _ops_check_shape("rope: x", x, (n_tok, <int64_t>n_heads * head_dim))
+    _ops_check_shape("rope: pos", pos, (n_tok,))
     with nogil:
-        ops_rope(&x[0, 0], &pos[0], n_tok, n_heads, head_dim, base, neox)
+        ops_rope(xp, posp, n_tok, n_heads, head_dim, base, neox)
 
 
-def softmax(float[:, ::1] x):
-    """Row-wise softmax of x [n, d] in place (max-subtracted)."""
-    cdef int64_t n = x.shape[0], d = x.shape[1]
+def softmax(x):
+    """Row-wise softmax of x float32[n, d] in place (max-subtracted)."""
+    cdef float *xp = _ops_floats("softmax: x", x, 2, True)
+    cdef int64_t n = _ops_dim(x, 0), d = _ops_dim(x, 1)
     if d < 1:
         raise ValueError("softmax: rows of x are empty")
-    if n == 0:
-        return
     with nogil:
-        ops_softmax(&x[0, 0], n, d)
+        ops_softmax(xp, n, d)
 
 
-cdef _check_gated(str name, const float[:, ::1] gate, const float[:, ::1] up, float[:, ::1] out):
-    want = (gate.shape[0], gate.shape[1])
-    _check_shape(name + ": up", (up.shape[0], up.shape[1]), want)
-    _check_shape(name + ": out", (out.shape[0], out.shape[1]), want)
+cdef int64_t _ops_gated_size(str name, gate, up, out) except -1:
+    """Checks of the gated activations; returns the element count."""
+    _ops_floats(name + ": gate", gate, 2)
+    _ops_floats(name + ": up", up, 2)
+    _ops_floats(name + ": out", out, 2, True)
+    _ops_check_shape(name + ": up", up, gate.shape)
+    _ops_check_shape(name + ": out", out, gate.shape)
+    return _ops_dim(gate, 0) * _ops_dim(gate, 1)
 
 
-def swiglu(const float[:, ::1] gate, const float[:, ::1] up, float[:, ::1] out):
-    """out = silu(gate) * up, all [n, f]; out may be gate or up."""
-    _check_gated("swiglu", gate, up, out)
-    cdef int64_t size = gate.shape[0] * gate.shape[1]
-    if size == 0:
-        return
+def swiglu(gate, up, out):
+    """out = silu(gate) * up, all float32[n, f]; out may be gate or up."""
+    cdef int64_t size = _ops_gated_size("swiglu", gate, up, out)
+    cdef const float *g = <float *>cnp.PyArray_DATA(<cnp.ndarray>gate)
+    cdef const float *u = <float *>cnp.PyArray_DATA(<cnp.ndarray>up)
+    cdef float *o = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
     with nogil:
-        ops_swiglu(&gate[0, 0], &up[0, 0], &out[0, 0], size)
+        ops_swiglu(g, u, o, size)
 
 
-def geglu_tanh(const float[:, ::1] gate, const float[:, ::1] up, float[:, ::1] out):
-    """out = gelu_tanh(gate) * up, all [n, f] (GELU, tanh approximation); out may alias."""
-    _check_gated("geglu_tanh", gate, up, out)
-    cdef int64_t size = gate.shape[0] * gate.shape[1]
-    if size == 0:
-        return
+def geglu_tanh(gate, up, out):
+    """out = gelu_tanh(gate) * up, all float32[n, f] (GELU, tanh approximation); out may
+    be gate or up."""
+    cdef int64_t size = _ops_gated_size("geglu_tanh", gate, up, out)
+    cdef const float *g = <float *>cnp.PyArray_DATA(<cnp.ndarray>gate)
+    cdef const float *u = <float *>cnp.PyArray_DATA(<cnp.ndarray>up)
+    cdef float *o = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
     with nogil:
-        ops_geglu_tanh(&gate[0, 0], &up[0, 0], &out[0, 0], size)
+        ops_geglu_tanh(g, u, o, size)
 
 
-cdef int32_t _max_position(const int32_t[::1] q_pos, int64_t n_ctx) except -1:
+cdef int32_t _ops_max_position(const int32_t *q_pos, int64_t n_tok, int64_t n_ctx) except -1:
     """Largest position in q_pos; ValueError if any lies outside the cache."""
-    cdef int32_t p, highest = 0
-    cdef Py_ssize_t t
-    for t in range(q_pos.shape[0]):
-        p = q_pos[t]
-        if p < 0 or p >= n_ctx:
-            raise ValueError(f"attention: q_pos[{t}] = {p} is outside the cache of {n_ctx} rows")
-        if p > highest:
-            highest = p
+    cdef int32_t highest = 0
+    cdef int64_t t
+    for t in range(n_tok):
+        if q_pos[t] < 0 or q_pos[t] >= n_ctx:
+            raise ValueError(f"attention: q_pos[{t}] = {q_pos[t]} is outside the cache of {n_ctx} rows")
+        if q_pos[t] > highest:
+            highest = q_pos[t]
     return highest
 
 
-def attention(const float[:, ::1] q, const float[:, ::1] k_cache, const float[:, ::1] v_cache,
-              const int32_t[::1] q_pos, int n_heads, int n_kv_heads, int head_dim,
-              float scale, int window, float[:, ::1] out, float[:, :, ::1] probs=None):
+# Work space of the attention calls split over more threads than they have tiles (decode
+# steps): grown on demand, so a steady decode loop allocates nothing.
+_attention_scratch = np.empty(0, dtype=np.float32)
+_attention_scratch_lock = threading.Lock()
+
+
+def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_dim,
+              float scale, int window, out, probs=None):
     """Causal grouped-query attention of the queries q over the KV cache.
 
-    q, out: [n_tok, n_heads * head_dim]; k_cache, v_cache: [n_ctx, n_kv_heads * head_dim];
+    q, out: float32[n_tok, n_heads * head_dim];
+    k_cache, v_cache: float32[n_ctx, n_kv_heads * head_dim];
     q_pos: int32[n_tok] absolute positions (the cache must hold rows 0..max(q_pos)).
     Query head h reads KV head h // (n_heads // n_kv_heads). The query at position p sees
     rows j <= p, and with window > 0 only those with p - j < window (window rows,
-    itself included). probs, if given: [n_heads, n_tok, L] with L > max(q_pos), receives
-    the attention weights (zero where masked). out must not overlap the caches."""
-    _check_head_layout(n_heads, head_dim)
+    itself included). probs, if given: float32[n_heads, n_tok, L] with L > max(q_pos),
+    receives the attention weights (zero where masked). out must not overlap the caches."""
+    global _attention_scratch
+    cdef const float *qp = _ops_floats("attention: q", q, 2)
+    cdef const float *kp = _ops_floats("attention: k_cache", k_cache, 2)
+    cdef const float *vp = _ops_floats("attention: v_cache", v_cache, 2)
+    cdef const int32_t *posp = _ops_ints("attention: q_pos", q_pos)
+    cdef float *outp = _ops_floats("attention: out", out, 2, True)
+    _ops_check_heads(n_heads, head_dim)
     if n_kv_heads < 1 or n_heads % n_kv_heads:
         raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
     if window < 0:
         raise ValueError(f"attention: window must be >= 0 (0 = none), got {window}")
-    cdef int64_t n_tok = q.shape[0], n_ctx = k_cache.shape[0]
-    _check_shape("attention: q", (n_tok, q.shape[1]), (n_tok, n_heads * head_dim))
-    _check_shape("attention: k_cache", (n_ctx, k_cache.shape[1]), (n_ctx, n_kv_heads * head_dim))
-    _check_shape("attention: v_cache", (v_cache.shape[0], v_cache.shape[1]), (n_ctx, n_kv_heads * head_dim))
-    _check_shape("attention: q_pos", (q_pos.shape[0],), (n_tok,))
-    _check_shape("attention: out", (out.shape[0], out.shape[1]), (n_tok, n_heads * head_dim))
+    cdef int64_t n_tok = _ops_dim(q, 0), n_ctx = _ops_dim(k_cache, 0)
+    _ops_check_shape("attention: q", q, (n_tok, <int64_t>n_heads * head_dim))
+    _ops_check_shape("attention: k_cache", k_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
+    _ops_check_shape("attention: v_cache", v_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
+    _ops_check_shape("attention: q_pos", q_pos, (n_tok,))
+    _ops_check_shape("attention: out", out, (n_tok, <int64_t>n_heads * head_dim))
     if n_tok == 0:
         return
-    cdef int32_t highest = _max_position(q_pos, n_ctx)
-    cdef float *probs_ptr = NULL
-    cdef int64_t probs_len = 0
+    cdef int32_t highest = _ops_max_position(posp, n_tok, n_ctx)
+
+    cdef float *probsp
+    cdef int64_t probs_len
     if probs is not None:
-        probs_len = probs.shape[2]
-        if probs.shape[0] != n_heads or probs.shape[1] != n_tok or probs_len <= highest:
-            raise ValueError(f"attention: probs has shape {tuple(probs.shape)[:3]}, expected "
+        probsp = _ops_floats("attention: probs", probs, 3, True)
+        probs_len = _ops_dim(probs, 2)
+        if _ops_dim(probs, 0) != n_heads or _ops_dim(probs, 1) != n_tok or probs_len <= highest:
+            raise ValueError(f"attention: probs has shape {probs.shape}, expected "
                              f"({n_heads}, {n_tok}, L) with L > {highest}")
-        probs_ptr = &probs[0, 0, 0]
-    with nogil:
-        ops_attention(&q[0, 0], &k_cache[0, 0], &v_cache[0, 0], &q_pos[0], n_tok,
-                      n_heads, n_kv_heads, head_dim, scale, window, &out[0, 0],
-                      probs_ptr, probs_len)
+        with nogil:
+            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
+                          window, outp, probsp, probs_len, NULL, 0)
+        return
+
+    cdef int64_t need = ops_attention_scratch_len(posp, n_tok, n_heads, n_kv_heads,
+                                                  head_dim, window)
+    if need == 0:
+        with nogil:
+            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
+                          window, outp, NULL, 0, NULL, 0)
+        return
+    cdef float *scratch
+    with _attention_scratch_lock:  # one shared scratch: Python threads take turns
+        if _ops_dim(_attention_scratch, 0) < need:
+            _attention_scratch = np.empty(need, dtype=np.float32)
+        scratch = <float *>cnp.PyArray_DATA(<cnp.ndarray>_attention_scratch)
+        with nogil:
+            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
+                          window, outp, NULL, 0, scratch, need)

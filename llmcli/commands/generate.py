@@ -4,12 +4,13 @@ stdout carries only the generated text (or the JSON with --format); everything e
 (notices, --show-prompt, --verbose, --stats) goes to stderr. Ctrl-C keeps the text so far
 and exits 130; a closed pipe (`| head -c 1`) ends quietly.
 """
-import math
 import sys
 
 import click
 
-from llmcli.commands._common import model_option, read_stdin_text
+from llmcli.commands._common import model_option, read_limited, read_stdin_text
+from llmcli.commands._options import (max_tokens_option, runtime_options,
+                                      sampler_options)
 
 
 def _number_check(option_text, valid, what):
@@ -22,10 +23,6 @@ def _number_check(option_text, valid, what):
     return check
 
 
-def _finite(x):
-    return math.isfinite(x)
-
-
 def _stops_check(ctx, param, values):
     if any(v == "" for v in values):
         raise click.BadParameter("a stop string cannot be empty", ctx, param,
@@ -35,6 +32,10 @@ def _stops_check(ctx, param, values):
 
 def _env(name):
     return {"envvar": f"LLMCLI_{name}", "show_envvar": True}
+
+
+# The sampler's options, for other commands that sample (declared in _options.py).
+sampling_options = sampler_options
 
 
 PROMPT_HELP = """Generate text from a prompt; the text streams to stdout.
@@ -57,55 +58,13 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @model_option
 @click.option("-f", "--file", "prompt_file", type=click.Path(dir_okay=False),
               help="Read the prompt (or its first part) from this file.")
-@click.option("-t", "--temperature", "--temp", "temperature", type=float, default=0.8,
-              show_default=True, callback=_number_check(
-                  "-t/--temperature", lambda x: _finite(x) and x >= 0, "a number >= 0"),
-              help="Higher is more random; 0 picks the most likely token.",
-              **_env("TEMPERATURE"))
-@click.option("--top-k", type=int, default=40, show_default=True,
-              callback=_number_check("--top-k", lambda x: x >= 0, "an integer >= 0"),
-              help="Keep the K most likely tokens (0 = off).", **_env("TOP_K"))
-@click.option("--top-p", type=float, default=0.95, show_default=True,
-              callback=_number_check("--top-p", lambda x: _finite(x) and 0 < x <= 1,
-                                     "in (0, 1]"),
-              help="Keep the most likely tokens until their probabilities add up to P "
-                   "(1 = off).", **_env("TOP_P"))
-@click.option("--min-p", type=float, default=0.05, show_default=True,
-              callback=_number_check("--min-p", lambda x: _finite(x) and 0 <= x <= 1,
-                                     "in [0, 1]"),
-              help="Drop tokens less likely than P times the most likely one (0 = off).",
-              **_env("MIN_P"))
-@click.option("--repeat-penalty", type=float, default=1.0, show_default=True,
-              callback=_number_check("--repeat-penalty", lambda x: _finite(x) and x > 0,
-                                     "a number > 0"),
-              help="Penalize tokens seen in the last --repeat-last-n tokens (1 = off).",
-              **_env("REPEAT_PENALTY"))
-@click.option("--repeat-last-n", type=int, default=64, show_default=True,
-              callback=_number_check("--repeat-last-n", lambda x: x >= -1,
-                                     "an integer >= -1"),
-              help="Window of the repeat penalty (0 = off, -1 = the whole context).",
-              **_env("REPEAT_LAST_N"))
-@click.option("--seed", type=int, default=None, show_default="random, reported by "
-              "--verbose and in JSON",
-              callback=_number_check("--seed", lambda x: 0 <= x < 2 ** 64,
-                                     "an integer in [0, 2**64)"),
-              help="Seed of the sampler: same seed, prompt and options, same output.",
-              **_env("SEED"))
-@click.option("-n", "--max-tokens", type=int, default=256, show_default=True,
-              callback=_number_check("-n/--max-tokens", lambda x: x >= 1,
-                                     "an integer >= 1"),
-              help="Stop after this many generated tokens.", **_env("MAX_TOKENS"))
+@sampler_options
+@max_tokens_option
 @click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
               help="Stop when the output would contain STRING (not printed); repeatable.")
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
               **_env("IGNORE_EOS"))
-@click.option("--ctx-size", type=int, default=None,
-              show_default="the model's context length, at most 4096",
-              callback=_number_check("--ctx-size", lambda x: x >= 1, "an integer >= 1"),
-              help="Context window in tokens (prompt + output).", **_env("CTX_SIZE"))
-@click.option("--threads", type=int, default=None, show_default="all cores",
-              callback=_number_check("--threads", lambda x: x >= 1, "an integer >= 1"),
-              help="Threads for the kernels.", **_env("THREADS"))
+@runtime_options
 @click.option("--raw/--chat", "raw_mode", default=None,
               show_default="chat if the model has a chat template, else raw",
               help="Raw completion, or the model's chat template.")
@@ -129,6 +88,14 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @click.option("--errors", "decode_errors", type=click.Choice(["strict", "replace"]),
               default="strict", show_default=True,
               help="Invalid UTF-8 in stdin or --file: an error, or U+FFFD.")
+@click.option("--show-probs", type=click.IntRange(0, 20), default=0, metavar="K",
+              show_default=True,
+              help="Show each token on its own line with its probability and the K most "
+                   "likely alternatives in the distribution the sampler drew from (with "
+                   "--verbose also the model's raw distribution); then the whole text.")
+@click.option("--step", is_flag=True,
+              help="On a terminal: after each draw show the top 10 alternatives; Enter "
+                   "keeps the drawn token, a digit picks another, q stops.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the model, mode and sampler chain (with its seed) to stderr.",
               **_env("VERBOSE"))
@@ -139,13 +106,28 @@ def generate(ctx, prompt, model, prompt_file, **options):
     if options["top_logprobs"] and options["output_format"] == "text":
         raise click.BadParameter("needs --format json or jsonl", ctx,
                                  param_hint="--top-logprobs")
+    _check_view_options(options)
     text = _prompt_text(prompt, prompt_file, options["decode_errors"])
     request = GenerateRequest(model=model, prompt=text, **options)
     finish_reason = run(request, _load_model)
     if finish_reason == "interrupted":
-        # Ctrl-C: the partial output and stats are out; exit like a shell would (128+2).
+        # Ctrl-C or SIGTERM: the partial output and stats are out; exit like a shell
+        # would (128 + the signal).
         # (sys.exit, not ctx.exit: Click would turn the latter into a return value.)
-        sys.exit(130)
+        from llmcli.cli import interrupted_status
+
+        sys.exit(interrupted_status())
+
+
+def _check_view_options(options):
+    """--show-probs and --step render their own text view; --step needs a terminal."""
+    for flag, on in (("--show-probs", options["show_probs"]), ("--step", options["step"])):
+        if on and options["output_format"] != "text":
+            raise click.UsageError(f"{flag} works with --format text "
+                                   "(JSON has --top-logprobs)")
+    if options["step"] and not (_isatty(sys.stdin) and _isatty(sys.stdout)):
+        raise click.UsageError("--step is interactive: it needs a terminal on stdin and "
+                               "stdout (use --show-probs K to see the choices in a pipe)")
 
 
 def _load_model(name_or_path, n_ctx, threads):
@@ -157,7 +139,8 @@ def _load_model(name_or_path, n_ctx, threads):
 
 def _prompt_text(prompt, prompt_file, decode_errors):
     """The prompt from its sources: stdin (piped, or PROMPT "-"), --file, PROMPT."""
-    stdin_is_tty = _isatty(sys.stdin)
+    # a closed stdin (`<&-`) is None: nothing to read, like a terminal
+    stdin_is_tty = sys.stdin is None or _isatty(sys.stdin)
     if prompt is None and prompt_file is None and stdin_is_tty:
         raise click.UsageError("no prompt: give PROMPT, -f FILE, or pipe text on stdin")
     parts = []
@@ -178,7 +161,7 @@ def _read_file(path, decode_errors):
 
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = read_limited(f, f"--file {path}")
     except OSError as exc:
         raise InputError(f"cannot read --file {path}: {exc.strerror}") from None
     try:

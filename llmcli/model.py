@@ -1,0 +1,293 @@
+"""The transformer forward on our kernels, with its KV cache.
+
+Weights stay in their quantized block format (views of the mapped GGUF, see weights.py);
+every step is a call into llmcli._kernels. One forward serves both architectures: the
+config says whether there are q/k norms, post-norms, which gated activation, which RoPE
+pairing and window per layer.
+
+Activations live in buffers allocated once, sized for a batch of PREFILL_CHUNK tokens;
+longer inputs run in chunks. The KV cache holds, per layer, float32 rows [n_ctx, n_kv]:
+the projections write k and v straight into the rows of their positions.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmcli import _kernels as K
+from llmcli.config import config_from_metadata
+from llmcli.errors import ContextOverflowError, InputError, ModelError
+from llmcli.weights import load_weights
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_N_CTX = 4096       # context when none is asked for (capped by the trained one)
+PREFILL_CHUNK = 512        # most tokens one forward pass handles; sizes the buffers
+
+
+def load(name_or_path=None, n_ctx=None, threads=None, n_batch=PREFILL_CHUNK):
+    """Load a model by registry name or .gguf path. n_ctx: context length (default
+    min(trained, 4096)); threads: kernel threads (default: the OpenMP default);
+    n_batch: most tokens per forward pass (longer inputs run in chunks)."""
+    from llmcli.gguf import open_gguf
+    from llmcli.models import ensure_local, looks_like_path
+    from llmcli.tokenizer import Tokenizer
+
+    name_or_path = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    path = ensure_local(name_or_path, quiet=True)
+    gguf_file = open_gguf(path)
+    config = config_from_metadata(gguf_file.metadata)
+    weights = load_weights(gguf_file, config)
+    tokenizer = Tokenizer.from_metadata(gguf_file.metadata)
+    if tokenizer.n_vocab > config.n_vocab:
+        raise ModelError(f"the tokenizer has {tokenizer.n_vocab} tokens but token_embd.weight "
+                         f"only {config.n_vocab} rows")
+    if threads is not None:
+        set_threads(threads)
+    name = os.path.splitext(os.path.basename(path))[0] if looks_like_path(name_or_path) \
+        else name_or_path
+    return Model(config, weights, tokenizer, n_ctx=n_ctx, name=name, path=path, n_batch=n_batch)
+
+
+def set_threads(threads):
+    """Threads of every kernel (process-wide)."""
+    if threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    K.set_threads(int(threads))
+
+
+@dataclass(frozen=True)
+class _LayerPlan:
+    """What one layer's forward reads besides its weights, resolved once at load."""
+    weights: object        # LayerWeights
+    k_cache: np.ndarray    # [n_ctx, n_kv] float32
+    v_cache: np.ndarray    # [n_ctx, n_kv] float32
+    rope_base: float
+    window: int            # 0 = full attention
+
+
+class _Activations:
+    """Preallocated activation buffers for up to `capacity` tokens, and views of them for
+    the batch size in use (cached: decode steps reuse the same views)."""
+
+    def __init__(self, config, capacity):
+        c = config
+        self.capacity = capacity
+        self.x = np.zeros((capacity, c.n_embd), np.float32)         # residual stream
+        self.normed = np.zeros((capacity, c.n_embd), np.float32)    # rmsnorm(x)
+        self.q = np.zeros((capacity, c.n_q), np.float32)            # queries
+        self.attn = np.zeros((capacity, c.n_q), np.float32)         # attention output
+        self.proj = np.zeros((capacity, c.n_embd), np.float32)      # wo / w_down output
+        self.gate = np.zeros((capacity, c.n_ff), np.float32)        # w_gate output, then gated
+        self.up = np.zeros((capacity, c.n_ff), np.float32)          # w_up output
+        self.pos = np.zeros(capacity, np.int32)                     # positions of the batch
+        self._arange = np.arange(capacity, dtype=np.int32)
+        self._head_dim = c.head_dim
+        self._views_n = None
+
+    def views(self, n, first_pos):
+        """Buffer views for a batch of n tokens at positions first_pos..first_pos+n-1."""
+        if n != self._views_n:
+            hd = self._head_dim
+            self.n_x, self.n_normed, self.n_q, self.n_attn, self.n_proj, self.n_gate, \
+                self.n_up, self.n_pos = (self.x[:n], self.normed[:n], self.q[:n],
+                                         self.attn[:n], self.proj[:n], self.gate[:n],
+                                         self.up[:n], self.pos[:n])
+            self.n_q_heads = self.n_q.reshape(-1, hd)    # [n * n_heads, head_dim]
+            self._views_n = n
+        np.add(self._arange[:n], first_pos, out=self.n_pos)
+        return self
+
+
+class Model:
+    """A loaded model: config, weights, tokenizer, KV cache, and the forward."""
+
+    def __init__(self, config, weights, tokenizer=None, n_ctx=None, name=None, path=None,
+                 n_batch=PREFILL_CHUNK):
+        if n_ctx is None:
+            n_ctx = min(config.n_ctx_train, DEFAULT_N_CTX)
+        if not 1 <= n_ctx <= config.n_ctx_train:
+            raise InputError(f"context length {n_ctx} is outside 1..{config.n_ctx_train} "
+                             "(the model's trained context)")
+        self.config = config
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.name = name
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_past = 0
+        self.attention_probs = None   # after eval(capture_attention=True): per layer probs
+        # np.zeros maps untouched pages lazily: a long context costs memory only when used.
+        self.k_cache = [np.zeros((n_ctx, config.n_kv), np.float32)
+                        for _ in range(config.n_layers)]
+        self.v_cache = [np.zeros((n_ctx, config.n_kv), np.float32)
+                        for _ in range(config.n_layers)]
+        self._layers = [_LayerPlan(w, k, v, config.layer_rope_base(i), config.layer_window(i))
+                        for i, (w, k, v) in enumerate(zip(weights.layers, self.k_cache,
+                                                          self.v_cache))]
+        if n_batch < 1:
+            raise InputError(f"batch size must be >= 1, got {n_batch}")
+        self._act = _Activations(config, min(n_batch, n_ctx))
+
+    # ---- the cache ----
+
+    def reset(self):
+        """Forget every cached position."""
+        self.n_past = 0
+
+    def truncate(self, n):
+        """Keep the first n cached positions (later rows are overwritten by the next eval)."""
+        if not 0 <= n <= self.n_past:
+            raise InputError(f"cannot keep {n} of {self.n_past} cached positions")
+        self.n_past = n
+
+    # ---- evaluation ----
+
+    def logits(self, ids):
+        """Teacher-forced logits [len(ids), n_vocab] at every position, from an empty cache."""
+        self.reset()
+        return self.eval(ids, all_logits=True)
+
+    def eval(self, ids, all_logits=False, capture_attention=False):
+        """Append ids at positions n_past.. and return the logits of the last position
+        (n_vocab,), or of every new position (len(ids), n_vocab) with all_logits.
+
+        capture_attention: also store in self.attention_probs, per layer, the attention
+        weights [n_heads, len(ids), n_past + len(ids)] of the new positions (slow path)."""
+        ids = self._checked_ids(ids)
+        n = len(ids)
+        logits = np.empty((n if all_logits else 1, self.config.n_vocab), np.float32)
+        probs = self._new_probs(n) if capture_attention else None
+        self.attention_probs = None
+        for start in range(0, n, self._act.capacity):
+            chunk = ids[start:start + self._act.capacity]
+            last_chunk = start + len(chunk) == n
+            chunk_probs = self._chunk_probs(len(chunk)) if capture_attention else None
+            self._forward(chunk, chunk_probs)
+            if chunk_probs is not None:
+                for layer_probs, got in zip(probs, chunk_probs):
+                    layer_probs[:, start:start + len(chunk), :got.shape[2]] = got
+            if all_logits:
+                self._output(slice(0, len(chunk)), logits[start:start + len(chunk)])
+            elif last_chunk:
+                self._output(slice(len(chunk) - 1, len(chunk)), logits)
+        self.attention_probs = probs
+        return logits if all_logits else logits[0]
+
+    def embedding(self, ids):
+        """The vectors [len(ids), n_embd] the first layer receives for these ids: the
+        embedding rows, scaled as the forward scales them (read-only look-up, for
+        `llm explain`; the cache is untouched)."""
+        ids = self._checked_ids_in_vocab(ids)
+        w, out = self.weights.token_embd, np.empty((len(ids), self.config.n_embd), np.float32)
+        K.get_rows(w.data, w.type, ids, out)
+        if self.config.embd_scale != 1.0:
+            out *= np.float32(self.config.embd_scale)
+        return out
+
+    def _checked_ids(self, ids):
+        ids = self._checked_ids_in_vocab(ids)
+        if self.n_past + ids.size > self.n_ctx:
+            raise ContextOverflowError(f"{self.n_past} cached + {ids.size} new tokens exceed "
+                                       f"the context of {self.n_ctx} tokens")
+        return ids
+
+    def _checked_ids_in_vocab(self, ids):
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise InputError("no tokens to evaluate")
+        bad = (ids < 0) | (ids >= self.config.n_vocab)
+        if bad.any():
+            raise InputError(f"token id {ids[bad][0]} is outside the vocabulary "
+                             f"(0..{self.config.n_vocab - 1})")
+        return ids.astype(np.int32)
+
+    def _new_probs(self, n):
+        c = self.config
+        return [np.zeros((c.n_heads, n, self.n_past + n), np.float32)
+                for _ in range(c.n_layers)]
+
+    def _chunk_probs(self, n):
+        # attention writes probs of the chunk's queries over every row up to its last one
+        return [np.zeros((self.config.n_heads, n, self.n_past + n), np.float32)
+                for _ in range(self.config.n_layers)]
+
+    # ---- the forward ----
+
+    def _forward(self, ids, probs=None):
+        """Run the layers over ids at positions n_past.., leaving the final-normed hidden
+        states in the `normed` buffer, and advance n_past."""
+        c, w = self.config, self.weights
+        n = len(ids)
+        act = self._act.views(n, self.n_past)
+        x = act.n_x
+        # token embeddings
+        K.get_rows(w.token_embd.data, w.token_embd.type, ids, x)
+        if c.embd_scale != 1.0:
+            x *= np.float32(c.embd_scale)
+        for i, layer in enumerate(self._layers):
+            self._attention_block(layer, act, None if probs is None else probs[i])
+            self._ffn_block(layer.weights, act)
+        # final norm
+        K.rmsnorm(x, w.output_norm.data, c.rms_eps, act.n_normed)
+        self.n_past += n
+
+    def _attention_block(self, layer, act, probs):
+        c, lw = self.config, layer.weights
+        first, n = self.n_past, len(act.n_x)
+        # this batch's rows of the KV cache: the k/v projections write there directly
+        k = layer.k_cache[first:first + n]
+        v = layer.v_cache[first:first + n]
+        # attention rmsnorm
+        K.rmsnorm(act.n_x, lw.attn_norm.data, c.rms_eps, act.n_normed)
+        # q, k, v projections
+        K.matmul(lw.wq.data, lw.wq.type, act.n_normed, act.n_q)
+        K.matmul(lw.wk.data, lw.wk.type, act.n_normed, k)
+        K.matmul(lw.wv.data, lw.wv.type, act.n_normed, v)
+        # per-head q/k norms (gemma3)
+        if c.qk_norm:
+            K.rmsnorm(act.n_q_heads, lw.q_norm.data, c.rms_eps, act.n_q_heads)
+            k_heads = k.reshape(-1, c.head_dim)
+            K.rmsnorm(k_heads, lw.k_norm.data, c.rms_eps, k_heads)
+        # RoPE
+        K.rope(act.n_q, act.n_pos, c.n_heads, c.head_dim, layer.rope_base, c.rope_neox)
+        K.rope(k, act.n_pos, c.n_kv_heads, c.head_dim, layer.rope_base, c.rope_neox)
+        # attention over the cache (rows 0..first+n-1, within the window if any)
+        K.attention(act.n_q, layer.k_cache, layer.v_cache, act.n_pos, c.n_heads, c.n_kv_heads,
+                    c.head_dim, c.attn_scale, layer.window, act.n_attn, probs)
+        # output projection
+        K.matmul(lw.wo.data, lw.wo.type, act.n_attn, act.n_proj)
+        if c.post_norms:
+            K.rmsnorm(act.n_proj, lw.post_attn_norm.data, c.rms_eps, act.n_proj)
+        # residual
+        act.n_x += act.n_proj
+
+    def _ffn_block(self, lw, act):
+        c = self.config
+        # ffn rmsnorm
+        K.rmsnorm(act.n_x, lw.ffn_norm.data, c.rms_eps, act.n_normed)
+        # gate and up projections, gated activation
+        K.matmul(lw.w_gate.data, lw.w_gate.type, act.n_normed, act.n_gate)
+        K.matmul(lw.w_up.data, lw.w_up.type, act.n_normed, act.n_up)
+        if c.ffn_act == "silu":
+            K.swiglu(act.n_gate, act.n_up, act.n_gate)
+        else:
+            K.geglu_tanh(act.n_gate, act.n_up, act.n_gate)
+        # down projection
+        K.matmul(lw.w_down.data, lw.w_down.type, act.n_gate, act.n_proj)
+        if c.post_norms:
+            K.rmsnorm(act.n_proj, lw.post_ffn_norm.data, c.rms_eps, act.n_proj)
+        # residual
+        act.n_x += act.n_proj
+
+    def _output(self, rows, logits):
+        """Logits of the batch rows `rows` (final-normed hidden states) into logits."""
+        out = self.weights.output
+        K.matmul(out.data, out.type, self._act.n_normed[rows], logits)
+        cap = self.config.final_logit_softcap
+        if cap:
+            np.multiply(np.tanh(logits / np.float32(cap), out=logits), np.float32(cap),
+                        out=logits)
+
+    def __repr__(self):
+        return (f"Model({self.name!r}, arch={self.config.arch}, n_ctx={self.n_ctx}, "
+                f"n_past={self.n_past})")
