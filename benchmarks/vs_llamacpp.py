@@ -81,8 +81,24 @@ class LlmcliEngine:
         self.model.eval(ids)
 
 
+class NumpyReferenceEngine:
+    """Our own forward in plain NumPy on dequantized float32 weights: what the C core buys."""
+
+    def __init__(self, path, n_ctx, threads):
+        from llmcli.reference import load_reference
+
+        self.model = load_reference(str(path), n_ctx=n_ctx)
+        self.n_vocab = self.model.config.n_vocab
+
+    def reset(self):
+        self.model.reset()
+
+    def eval(self, ids):
+        self.model.eval(ids)
+
+
 ENGINES = {"llmcli": LlmcliEngine, "llama.cpp": LlamaCppEngine,
-           "transformers": TransformersEngine}
+           "transformers": TransformersEngine, "numpy-ref": NumpyReferenceEngine}
 
 
 def run_worker(args):
@@ -104,9 +120,12 @@ def run_worker(args):
 
 def measure_once(engine, python, args, model_path):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    if engine != "llmcli":  # peers import only llmcli.speed, pure Python, from this tree
+    if engine in ("llama.cpp", "transformers"):
+        # Peers import only llmcli.speed (pure Python) from this tree.
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    n_gen = args.n_gen if engine != "transformers" else min(args.n_gen, args.torch_n_gen)
+    if engine == "numpy-ref":  # BLAS threads, set before NumPy starts
+        env.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+    n_gen = args.n_gen if engine in ("llmcli", "llama.cpp") else min(args.n_gen, args.slow_n_gen)
     cmd = [python, __file__, "--worker", engine, "--model-path", str(model_path),
            "-p", str(args.n_prompt), "-n", str(n_gen), "-t", str(args.threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -131,8 +150,10 @@ def main():
     parser.add_argument("-r", "--rounds", type=int, default=3)
     parser.add_argument("--llamacpp-python", help="interpreter with llama-cpp-python")
     parser.add_argument("--torch-python", help="interpreter with torch + transformers + gguf")
-    parser.add_argument("--torch-n-gen", type=int, default=32,
-                        help="decode steps for the (slow) transformers peer")
+    parser.add_argument("--slow-n-gen", type=int, default=32,
+                        help="decode steps for the slow peers (transformers, numpy-ref)")
+    parser.add_argument("--no-numpy-ref", action="store_true",
+                        help="skip our NumPy reference forward")
     parser.add_argument("--worker", choices=sorted(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,6 +168,8 @@ def main():
         engines["llama.cpp"] = args.llamacpp_python
     if args.torch_python:
         engines["transformers"] = args.torch_python
+    if not args.no_numpy_ref:
+        engines["numpy-ref"] = sys.executable
     samples = {name: [] for name in engines}
     for round_no in range(args.rounds):
         for name, python in engines.items():

@@ -15,6 +15,16 @@
 /* Largest tile any AVX2 kernel uses; the tiles' register arrays are sized by it. */
 #define MAX_TILE 4
 
+/* Decode streams the weights from memory once; the hardware prefetcher alone leaves the
+ * loads waiting (cold matvecs ran at 55-80% of the read bandwidth). Each row of a tile
+ * prefetches the same position in the rows two tiles ahead (which are contiguous after
+ * it), so every line is requested about two tiles' work before it is needed. */
+#define PREFETCH_TILES_AHEAD 2
+
+AVX2_INLINE void prefetch_ahead(const uint8_t *p, size_t tile_bytes) {
+    _mm_prefetch((const char *)p + PREFETCH_TILES_AHEAD * tile_bytes, _MM_HINT_T0);
+}
+
 AVX2_INLINE float half_to_float(const void *p) {
     uint16_t h;
     memcpy(&h, p, 2);

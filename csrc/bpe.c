@@ -2,71 +2,22 @@
  *
  * Both flavours repeatedly merge the best adjacent pair, the leftmost one among equals:
  *   byte-level BPE: best = lowest merge rank; symbols start as one token per byte.
- *   SentencePiece:  best = highest score of the vocab token the two symbols spell;
- *                   symbols start as one UTF-8 char each; leftover chars that are not
- *                   tokens become <0xXX> byte tokens.
+ *   SentencePiece:  best = highest score of the vocab token the two symbols spell
+ *                   (prio[token] = that order); symbols start as one UTF-8 char each;
+ *                   leftover chars that are not tokens become <0xXX> byte tokens.
  * A byte with no token (-1 in byte_ids) never merges and is dropped from the output, as
  * llama.cpp and HF drop it.
+ *
  * Short words (the common case) use flat arrays: finding the best pair is a linear scan,
- * which beats a heap for a few dozen symbols. Long words use a binary heap over a linked
- * list so that a 1 MB "word" costs O(n log n), never O(n^2).
+ * which beats any queue for a few dozen symbols. Long words go to tok_merge_long
+ * (merge_queue.c), O(n log n) at worst, so a 1 MB "word" never costs O(n^2).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer.h"
 
-#define FLAT_MAX 256  /* symbols; above this the heap path runs */
-
-/* A candidate merge of symbol `left` with its right neighbour `right`. `key` orders the
- * heap (smaller first): the rank, or the negated score. Stale entries are detected by
- * comparing the pair's current state with what was recorded when it was pushed. */
-typedef struct {
-    float key;
-    int32_t left, right;
-    int32_t left_tok, right_tok;  /* byte-level: ids at push time; SPM: byte lengths */
-    int32_t merged;
-} cand;
-
-typedef struct { cand *items; int64_t len, cap; } heap;
-
-static inline int cand_before(const cand *a, const cand *b) {
-    return a->key < b->key || (a->key == b->key && a->left < b->left);
-}
-
-static int heap_push(heap *h, cand c) {
-    if (h->len == h->cap) {
-        int64_t cap = h->cap ? h->cap * 2 : 1024;
-        cand *items = realloc(h->items, (size_t)cap * sizeof *items);
-        if (!items) return -1;
-        h->items = items;
-        h->cap = cap;
-    }
-    int64_t i = h->len++;
-    while (i > 0) {
-        int64_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &h->items[parent])) break;
-        h->items[i] = h->items[parent];
-        i = parent;
-    }
-    h->items[i] = c;
-    return 0;
-}
-
-static cand heap_pop(heap *h) {
-    cand top = h->items[0], last = h->items[--h->len];
-    int64_t i = 0;
-    for (;;) {
-        int64_t child = 2 * i + 1;
-        if (child >= h->len) break;
-        if (child + 1 < h->len && cand_before(&h->items[child + 1], &h->items[child])) child++;
-        if (!cand_before(&h->items[child], &last)) break;
-        h->items[i] = h->items[child];
-        i = child;
-    }
-    if (h->len > 0) h->items[i] = last;
-    return top;
-}
+#define FLAT_MAX 128  /* symbols; above this tok_merge_long runs */
 
 /* ---- byte-level BPE ---- */
 
@@ -79,9 +30,12 @@ static int bpe_flat(const tok_merges *m, int32_t *ids, int64_t n, tok_ids *out) 
             if (rank[i] >= 0 && (best < 0 || rank[i] < rank[best])) best = i;
         if (best < 0) break;
         ids[best] = merged[best];
-        memmove(ids + best + 1, ids + best + 2, (size_t)(n - best - 2) * sizeof *ids);
-        memmove(rank + best + 1, rank + best + 2, (size_t)(n - best - 2) * sizeof *rank);
-        memmove(merged + best + 1, merged + best + 2, (size_t)(n - best - 2) * sizeof *merged);
+        int64_t n_after = n - best - 2;  /* symbols right of the merged pair */
+        memmove(ids + best + 1, ids + best + 2, (size_t)n_after * sizeof *ids);
+        if (n_after > 1) {
+            memmove(rank + best + 1, rank + best + 2, (size_t)(n_after - 1) * sizeof *rank);
+            memmove(merged + best + 1, merged + best + 2, (size_t)(n_after - 1) * sizeof *merged);
+        }
         n--;
         if (best > 0) rank[best - 1] = tok_merges_find(m, ids[best - 1], ids[best], &merged[best - 1]);
         if (best + 1 < n) rank[best] = tok_merges_find(m, ids[best], ids[best + 1], &merged[best]);
@@ -91,49 +45,52 @@ static int bpe_flat(const tok_merges *m, int32_t *ids, int64_t n, tok_ids *out) 
     return 0;
 }
 
-typedef struct { int32_t tok, prev, next; } node;  /* tok < 0: merged away, or a byte without a token */
-
-static int bpe_push_pair(heap *h, const tok_merges *m, const node *sym, int32_t left) {
-    if (left < 0 || sym[left].next < 0) return 0;
+static int bpe_pair(const void *ctx, const tok_node *sym, int32_t left, int32_t *prio,
+                    int32_t *check) {
     int32_t right = sym[left].next, merged;
-    int32_t rank = tok_merges_find(m, sym[left].tok, sym[right].tok, &merged);
-    if (rank < 0) return 0;
-    cand c = {(float)rank, left, right, sym[left].tok, sym[right].tok, merged};
-    return heap_push(h, c);
+    if (right < 0) return 0;
+    *prio = tok_merges_find(ctx, sym[left].tok, sym[right].tok, &merged);
+    *check = sym[right].tok;
+    return *prio >= 0;
 }
 
-static int bpe_heap(const tok_merges *m, const int32_t *ids, int64_t n, tok_ids *out) {
-    node *sym = malloc((size_t)n * sizeof *sym);
-    heap h = {0};
-    int rc = sym ? 0 : -1;
-    for (int64_t i = 0; rc == 0 && i < n; i++)
-        sym[i] = (node){ids[i], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
-    for (int64_t i = 0; rc == 0 && i + 1 < n; i++) rc = bpe_push_pair(&h, m, sym, (int32_t)i);
-    while (rc == 0 && h.len > 0) {
-        cand c = heap_pop(&h);
-        node *l = &sym[c.left], *r = &sym[c.right];
-        if (l->tok != c.left_tok || l->next != c.right || r->tok != c.right_tok) continue;
-        l->tok = c.merged;
-        l->next = r->next;
-        if (r->next >= 0) sym[r->next].prev = c.left;
-        r->tok = -1;
-        rc = bpe_push_pair(&h, m, sym, l->prev);
-        if (rc == 0) rc = bpe_push_pair(&h, m, sym, c.left);
-    }
-    for (int32_t i = 0; rc == 0 && n > 0 && i >= 0; i = sym[i].next)
+static int32_t bpe_merged(const void *ctx, const tok_node *sym, int32_t left, int32_t right) {
+    int32_t merged;
+    tok_merges_find(ctx, sym[left].tok, sym[right].tok, &merged);
+    return merged;
+}
+
+static int32_t bpe_check(const tok_node *sym, int32_t right) {
+    return sym[right].tok;
+}
+
+static tok_node *nodes_new(int64_t n) {
+    return malloc((size_t)(n > 0 ? n : 1) * sizeof(tok_node));
+}
+
+static int bpe_long(const tok_merges *m, const int32_t *ids, int64_t n, tok_buckets *b,
+                    tok_ids *out) {
+    tok_node *sym = nodes_new(n);
+    if (!sym) return -1;
+    for (int64_t i = 0; i < n; i++)
+        sym[i] = (tok_node){ids[i], (int32_t)i, 1, (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+    tok_pair_rules rules = {bpe_pair, bpe_merged, bpe_check, m};
+    int rc = tok_merge_long(sym, n, &rules, b);
+    for (int32_t i = 0; rc == 0 && i >= 0; i = sym[i].next)
         if (sym[i].tok >= 0) rc = tok_ids_push(out, sym[i].tok);
     free(sym);
-    free(h.items);
     return rc;
 }
 
 int tok_bpe_word(const tok_merges *m, const int32_t *byte_ids, const uint8_t *word,
-                 int64_t n, tok_ids *out) {
+                 int64_t n, tok_buckets *b, tok_ids *out) {
+    if (n <= 0) return 0;
+    if (b->n_prio == 0) b->n_prio = m->n;
     int32_t flat[FLAT_MAX];
     int32_t *ids = n <= FLAT_MAX ? flat : malloc((size_t)n * sizeof *ids);
     if (!ids) return -1;
     for (int64_t i = 0; i < n; i++) ids[i] = byte_ids[word[i]];
-    int rc = n <= FLAT_MAX ? bpe_flat(m, ids, n, out) : bpe_heap(m, ids, n, out);
+    int rc = n <= FLAT_MAX ? bpe_flat(m, ids, n, out) : bpe_long(m, ids, n, b, out);
     if (ids != flat) free(ids);
     return rc;
 }
@@ -142,69 +99,159 @@ int tok_bpe_word(const tok_merges *m, const int32_t *byte_ids, const uint8_t *wo
 
 typedef struct {
     const tok_vocab *v;
-    const float *scores;
+    const int32_t *prio;
+    const int32_t *byte_ids;
+    int32_t unk_id;
     const uint8_t *word;
+    tok_pair_memo *memo;
 } spm_ctx;
 
-/* The token spelled by the span [start, start+len), -1 if none. */
-static inline int32_t spm_token(const spm_ctx *x, int64_t start, int64_t len) {
-    return tok_vocab_find(x->v, x->word + start, len);
-}
-
-static int spm_emit(const spm_ctx *x, const int32_t *byte_ids, int32_t unk_id,
-                    int64_t start, int64_t len, int32_t tok, tok_ids *out) {
-    if (tok < 0) tok = spm_token(x, start, len);
+static int spm_emit(const spm_ctx *x, int64_t start, int64_t len, int32_t tok, tok_ids *out) {
+    if (tok < 0) tok = tok_vocab_find(x->v, x->word + start, len);
     if (tok >= 0) return tok_ids_push(out, tok);
     for (int64_t k = 0; k < len; k++) {  /* byte fallback */
-        int32_t b = byte_ids[x->word[start + k]];
-        if (tok_ids_push(out, b >= 0 ? b : unk_id)) return -1;
+        int32_t b = x->byte_ids[x->word[start + k]];
+        if (tok_ids_push(out, b >= 0 ? b : x->unk_id)) return -1;
     }
     return 0;
 }
 
-typedef struct { int32_t start, len, tok, prev, next; } span;  /* len 0: merged away */
-
-static int spm_push_pair(heap *h, const spm_ctx *x, const span *sym, int32_t left) {
-    if (left < 0 || sym[left].next < 0) return 0;
-    int32_t right = sym[left].next;
-    int32_t size = sym[left].len + sym[right].len;
-    int32_t tok = spm_token(x, sym[left].start, size);
-    if (tok < 0) return 0;
-    cand c = {-x->scores[tok], left, right, sym[left].len, sym[right].len, tok};
-    return heap_push(h, c);
-}
-
-int tok_spm_word(const tok_vocab *v, const float *scores, const int32_t *byte_ids,
-                 int32_t unk_id, const uint8_t *word, int64_t n, tok_ids *out) {
-    spm_ctx x = {v, scores, word};
-    span *sym = malloc((size_t)(n > 0 ? n : 1) * sizeof *sym);
-    heap h = {0};
-    if (!sym) return -1;
-    int32_t n_sym = 0;
-    for (int64_t pos = 0; pos < n; n_sym++) {
+/* The word's UTF-8 chars: starts[i] for each, starts[count] = n; returns count. */
+static int64_t utf8_starts(const uint8_t *word, int64_t n, int32_t *starts) {
+    int64_t count = 0;
+    for (int64_t pos = 0; pos < n; count++) {
         int len;
         tok_utf8_decode(word, pos, n, &len);
-        sym[n_sym] = (span){(int32_t)pos, len, -1, n_sym - 1, -1};
-        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        starts[count] = (int32_t)pos;
         pos += len;
     }
-    int rc = 0;
-    for (int32_t i = 0; rc == 0 && i + 1 < n_sym; i++) rc = spm_push_pair(&h, &x, sym, i);
-    while (rc == 0 && h.len > 0) {
-        cand c = heap_pop(&h);
-        span *l = &sym[c.left], *r = &sym[c.right];
-        if (l->len != c.left_tok || r->len != c.right_tok || l->next != c.right) continue;
-        l->len += r->len;
-        l->tok = c.merged;
-        l->next = r->next;
-        if (r->next >= 0) sym[r->next].prev = c.left;
-        r->len = 0;
-        rc = spm_push_pair(&h, &x, sym, l->prev);
-        if (rc == 0) rc = spm_push_pair(&h, &x, sym, c.left);
+    starts[count] = (int32_t)n;
+    return count;
+}
+
+static inline int32_t spm_find(const spm_ctx *x, int32_t start, int32_t end) {
+    return tok_vocab_find(x->v, x->word + start, end - start);
+}
+
+static int spm_flat(const spm_ctx *x, int64_t n_bytes, tok_ids *out) {
+    int32_t start[FLAT_MAX + 1], tok[FLAT_MAX], pair_tok[FLAT_MAX];
+    int64_t n = utf8_starts(x->word, n_bytes, start);
+    for (int64_t i = 0; i < n; i++) tok[i] = -1;
+    for (int64_t i = 0; i + 1 < n; i++) pair_tok[i] = spm_find(x, start[i], start[i + 2]);
+    for (;;) {
+        int64_t best = -1;
+        for (int64_t i = 0; i + 1 < n; i++)
+            if (pair_tok[i] >= 0 && (best < 0 || x->prio[pair_tok[i]] < x->prio[pair_tok[best]]))
+                best = i;
+        if (best < 0) break;
+        tok[best] = pair_tok[best];
+        int64_t n_after = n - best - 2;  /* symbols right of the merged pair */
+        memmove(start + best + 1, start + best + 2, (size_t)(n_after + 1) * sizeof *start);
+        memmove(tok + best + 1, tok + best + 2, (size_t)n_after * sizeof *tok);
+        if (n_after > 1)
+            memmove(pair_tok + best + 1, pair_tok + best + 2, (size_t)(n_after - 1) * sizeof *pair_tok);
+        n--;
+        if (best > 0) pair_tok[best - 1] = spm_find(x, start[best - 1], start[best + 1]);
+        if (best + 1 < n) pair_tok[best] = spm_find(x, start[best], start[best + 2]);
     }
-    for (int32_t i = 0; rc == 0 && n_sym > 0 && i >= 0; i = sym[i].next)
-        rc = spm_emit(&x, byte_ids, unk_id, sym[i].start, sym[i].len, sym[i].tok, out);
+    for (int64_t i = 0; i < n; i++)
+        if (spm_emit(x, start[i], start[i + 1] - start[i], tok[i], out)) return -1;
+    return 0;
+}
+
+/* The token spelled by sym[left] followed by sym[right] (-1: none) and its priority.
+ * When both are known tokens the answer depends on their ids alone, so it is memoized
+ * by id pair. */
+static int32_t spm_pair_token(const spm_ctx *x, const tok_node *sym, int32_t left, int32_t right,
+                              int32_t *prio) {
+    int32_t end = sym[right].start + sym[right].len;
+    if (sym[left].tok < 0 || sym[right].tok < 0) {
+        int32_t tok = spm_find(x, sym[left].start, end);
+        if (tok >= 0) *prio = x->prio[tok];
+        return tok;
+    }
+    uint64_t key = ((uint64_t)(uint32_t)sym[left].tok << 32) | (uint32_t)sym[right].tok;
+    uint64_t slot = (key * 0x9E3779B97F4A7C15ULL) >> (64 - TOK_PAIR_MEMO_BITS);
+    tok_pair_memo *memo = x->memo;
+    if (memo->keys[slot] != key) {
+        int32_t tok = spm_find(x, sym[left].start, end);
+        memo->keys[slot] = key;
+        memo->merged[slot] = tok;
+        memo->prio[slot] = tok >= 0 ? x->prio[tok] : -1;
+    }
+    *prio = memo->prio[slot];
+    return memo->merged[slot];
+}
+
+static int spm_pair(const void *ctx, const tok_node *sym, int32_t left, int32_t *prio,
+                    int32_t *check) {
+    int32_t right = sym[left].next;
+    if (right < 0) return 0;
+    if (spm_pair_token(ctx, sym, left, right, prio) < 0) return 0;
+    *check = sym[right].len;
+    return 1;
+}
+
+static int32_t spm_merged(const void *ctx, const tok_node *sym, int32_t left, int32_t right) {
+    int32_t prio;
+    return spm_pair_token(ctx, sym, left, right, &prio);
+}
+
+static int32_t spm_check(const tok_node *sym, int32_t right) {
+    return sym[right].len;
+}
+
+static int memo_ready(tok_pair_memo *memo) {
+    if (memo->keys) return 0;
+    size_t n = (size_t)1 << TOK_PAIR_MEMO_BITS;
+    memo->keys = malloc(n * sizeof *memo->keys);
+    memo->merged = malloc(n * sizeof *memo->merged);
+    memo->prio = malloc(n * sizeof *memo->prio);
+    if (!memo->keys || !memo->merged || !memo->prio) return -1;
+    memset(memo->keys, 0xff, n * sizeof *memo->keys);  /* no id pair is all ones */
+    return 0;
+}
+
+void tok_pair_memo_free(tok_pair_memo *memo) {
+    free(memo->keys);
+    free(memo->merged);
+    free(memo->prio);
+    memo->keys = NULL;
+    memo->merged = memo->prio = NULL;
+}
+
+static int spm_long(const spm_ctx *x, int64_t n_bytes, tok_buckets *b, tok_ids *out) {
+    tok_node *sym = nodes_new(n_bytes);
+    int32_t *starts = malloc((size_t)(n_bytes + 1) * sizeof *starts);
+    int32_t ascii[128];  /* token of each ASCII char, looked up once */
+    int rc = sym && starts && memo_ready(x->memo) == 0 ? 0 : -1;
+    int64_t n = rc == 0 ? utf8_starts(x->word, n_bytes, starts) : 0;
+    for (int c = 0; c < 128; c++) ascii[c] = -2;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t len = starts[i + 1] - starts[i];
+        uint8_t first = x->word[starts[i]];
+        int32_t tok;
+        if (len == 1 && first < 128) {
+            if (ascii[first] == -2) ascii[first] = spm_find(x, starts[i], starts[i + 1]);
+            tok = ascii[first];
+        } else {
+            tok = spm_find(x, starts[i], starts[i + 1]);
+        }
+        sym[i] = (tok_node){tok, starts[i], len, (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+    }
+    tok_pair_rules rules = {spm_pair, spm_merged, spm_check, x};
+    if (rc == 0 && n > 1) rc = tok_merge_long(sym, n, &rules, b);
+    for (int32_t i = 0; rc == 0 && n > 0 && i >= 0; i = sym[i].next)
+        rc = spm_emit(x, sym[i].start, sym[i].len, sym[i].tok, out);
     free(sym);
-    free(h.items);
+    free(starts);
     return rc;
+}
+
+int tok_spm_word(const tok_vocab *v, const int32_t *prio, const int32_t *byte_ids,
+                 int32_t unk_id, const uint8_t *word, int64_t n, tok_buckets *b,
+                 tok_pair_memo *memo, tok_ids *out) {
+    if (b->n_prio == 0) b->n_prio = v->n_tokens;
+    spm_ctx x = {v, prio, byte_ids, unk_id, word, memo};
+    return n <= FLAT_MAX ? spm_flat(&x, n, out) : spm_long(&x, n, b, out);
 }

@@ -38,7 +38,11 @@ int llm_get_threads(void) {
 size_t llm_matmul_workspace_size(int weight_type, int64_t k, int64_t n_tok) {
     int act = llm_act_type(weight_type);
     if (act < 0 || act == LLM_F32) return 0;
-    return llm_row_nbytes(act, k) * (size_t)n_tok;
+    size_t rows = llm_row_nbytes(act, k) * (size_t)n_tok;
+    if (act == LLM_Q8_K) return rows;
+    /* the 8-token interleaved layout, whole groups (see block_x8) */
+    size_t groups = (size_t)((n_tok + 7) / 8) * (size_t)(k / QK32) * sizeof(block_x8);
+    return rows > groups ? rows : groups;
 }
 
 /* Tokens per pass over a thread's weight rows: enough quantized activation rows to fill
@@ -67,28 +71,61 @@ static void matmul_rows(llm_tile tile, int nb, const uint8_t *w, size_t w_stride
     }
 }
 
+/* Weight bytes x tokens below which one more thread costs more (wake-up and barrier,
+ * ~1-2 us) than it saves: about 1 us of one core's work. */
+#define MIN_WORK_PER_THREAD (16 * 1024)
+
 /* Quantizing a handful of rows is cheaper on the calling thread than a team barrier. */
 #define PARALLEL_QUANTIZE_MIN_TOKENS 8
+
+/* Activation rows [t0, t_end) of x into the workspace in the tile's layout; for the
+ * interleaved layout t0 is a multiple of 8 and each group of 8 is written whole. */
+static void quantize_activations(llm_tile tile, int act_type, const float *x, int64_t k,
+                                 int64_t t0, int64_t t_end, uint8_t *workspace,
+                                 size_t act_stride) {
+#if defined(__x86_64__)
+    if (tile.act_layout == LLM_ACT_X8) {
+        for (int64_t t = t0; t < t_end; t += 8)
+            llm_quantize_x8_avx2(act_type == LLM_Q8_0, x + t * k, k,
+                                 (int)(t_end - t < 8 ? t_end - t : 8),
+                                 (block_x8 *)(workspace + t * act_stride));
+        return;
+    }
+#endif
+    (void)tile;
+    for (int64_t t = t0; t < t_end; t++)
+        llm_quantize_row(act_type, x + t * k, workspace + t * act_stride, k);
+}
 
 void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out, int64_t k,
                 const float *x, int64_t n_tok, float *out, void *workspace) {
     int act_type = llm_act_type(weight_type);
-    llm_tile tile = llm_get_tile(weight_type, n_tok == 1);
+    llm_tile tile = llm_get_tile(weight_type, n_tok);
     if (act_type < 0 || !tile.fn || n_out <= 0 || n_tok <= 0) return;
 
     int is_float = act_type == LLM_F32;
-    size_t act_stride = is_float ? (size_t)k * sizeof(float) : llm_row_nbytes(act_type, k);
+    size_t act_stride = is_float ? (size_t)k * sizeof(float)
+                      : tile.act_layout == LLM_ACT_X8 ? (size_t)(k / QK32) * sizeof(block_x8) / 8
+                      : llm_row_nbytes(act_type, k);
     const uint8_t *act = is_float ? (const uint8_t *)x : (const uint8_t *)workspace;
     int nb = (int)(is_float ? k : k / llm_block_size(weight_type));
     int quantize_in_team = !is_float && n_tok >= PARALLEL_QUANTIZE_MIN_TOKENS;
     if (!is_float && !quantize_in_team)
-        for (int64_t t = 0; t < n_tok; t++)
-            llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+        quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
 
-    /* whole tiles per thread, contiguous, so no two threads write the same output */
+    /* whole tiles per thread, contiguous, so no two threads write the same output; a
+     * thread only joins if it gets enough work to pay for the team's synchronization */
     int64_t n_tiles = (n_out + tile.tile_rows - 1) / tile.tile_rows;
+    int64_t work = (int64_t)w_stride * n_out * n_tok;
     int team = llm_get_threads();
     if (team > n_tiles) team = (int)n_tiles;
+    if (team > 1 + work / MIN_WORK_PER_THREAD) team = (int)(1 + work / MIN_WORK_PER_THREAD);
+    if (team == 1) {  /* no parallel region for a one-thread team */
+        if (quantize_in_team)
+            quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
+        matmul_rows(tile, nb, w, w_stride, 0, n_out, act, act_stride, n_tok, out, n_out);
+        return;
+    }
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(team)
 #endif
@@ -98,14 +135,15 @@ void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_ou
         id = omp_get_thread_num();
         size = omp_get_num_threads();
         if (quantize_in_team) {
+            /* in groups of 8 tokens: whole interleaved groups per thread */
 #pragma omp for schedule(static)
-            for (int64_t t = 0; t < n_tok; t++)
-                llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+            for (int64_t t = 0; t < n_tok; t += 8)
+                quantize_activations(tile, act_type, x, k, t, t + 8 < n_tok ? t + 8 : n_tok,
+                                     workspace, act_stride);
         }
 #else
         if (quantize_in_team)
-            for (int64_t t = 0; t < n_tok; t++)
-                llm_quantize_row(act_type, x + t * k, (uint8_t *)workspace + t * act_stride, k);
+            quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
 #endif
         int64_t first = n_tiles * id / size, last = n_tiles * (id + 1) / size;
         int64_t row_begin = first * tile.tile_rows;
@@ -122,19 +160,33 @@ void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
         llm_dequantize_row(weight_type, w + (size_t)ids[i] * w_stride, out + i * k, k);
 }
 
+/* Reads may alias the byte buffer as 64-bit words. */
+typedef uint64_t __attribute__((may_alias)) aliased_u64;
+
+/* xor of every 64-bit word of n_lines cache lines, in 8 independent lanes so the compiler
+ * vectorizes it and no dependency chain limits the load rate */
+static uint64_t xor_lines(const uint8_t *p, int64_t n_lines) {
+    uint64_t acc[8] = {0};
+    for (int64_t line = 0; line < n_lines; line++) {
+        const aliased_u64 *words = (const aliased_u64 *)(p + line * 64);
+        for (int j = 0; j < 8; j++) acc[j] ^= words[j];
+    }
+    return acc[0] ^ acc[1] ^ acc[2] ^ acc[3] ^ acc[4] ^ acc[5] ^ acc[6] ^ acc[7];
+}
+
 uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads_probe) {
     uint64_t total = 0;
     int64_t n_lines = (int64_t)(n / 64);
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(n_threads_probe) reduction(^ : total)
-#endif
-    for (int64_t line = 0; line < n_lines; line++) {
-        /* xor of a whole cache line: vectorizes, and every byte is read */
-        uint64_t words[8];
-        memcpy(words, buf + line * 64, 64);
-        total ^= words[0] ^ words[1] ^ words[2] ^ words[3] ^ words[4] ^ words[5] ^ words[6] ^
-                 words[7];
+#pragma omp parallel num_threads(n_threads_probe) reduction(^ : total)
+    {
+        int id = omp_get_thread_num(), size = omp_get_num_threads();
+        int64_t first = n_lines * id / size, last = n_lines * (id + 1) / size;
+        total ^= xor_lines(buf + first * 64, last - first);
     }
+#else
     (void)n_threads_probe;
+    total = xor_lines(buf, n_lines);
+#endif
     return total;
 }

@@ -7,8 +7,9 @@
 
 #include "vec_dot.h"
 
-/* Dequantization must round exactly like ggml's reference (a multiply, then an add), so a
- * compiler may not fuse the two into one FMA here (GCC does on aarch64 by default). */
+/* Dequantization and quantization must round exactly like ggml's reference (a multiply,
+ * then an add), so a compiler may not fuse the two into one FMA here (GCC does on aarch64
+ * by default). */
 #define NO_FMA_CONTRACTION __attribute__((optimize("fp-contract=off")))
 
 /* ---------------------------------------------------------------- type table */
@@ -268,6 +269,7 @@ void llm_dequantize_row(int type, const void *x, float *y, int64_t k) {
 
 /* Round to nearest, ties to even (what the AVX2 path's vroundps does), for |v| < 2^22:
  * adding 1.5 * 2^23 leaves no fraction bits, so the float adder does the rounding. */
+NO_FMA_CONTRACTION
 static inline int round_nearest_even(float v) {
     float shifted = v + 12582912.0f;
     return (int)(float_to_bits(shifted) & 0x007fffff) - 0x00400000;
@@ -280,6 +282,7 @@ static float block_abs_max(const float *x, int n) {
 }
 
 /* q = round(x / d) with d = amax / 127: returns d and the sum of q. */
+NO_FMA_CONTRACTION
 static float quantize_block_32(const float *x, int8_t *q, int *sum) {
     float d = block_abs_max(x, QK32) / 127.0f;
     float inv_d = d != 0.0f ? 1.0f / d : 0.0f;
@@ -292,6 +295,7 @@ static float quantize_block_32(const float *x, int8_t *q, int *sum) {
     return d;
 }
 
+NO_FMA_CONTRACTION
 static void quantize_q8_0_scalar(const float *x, block_q8_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK32) {
         int sum;
@@ -299,6 +303,7 @@ static void quantize_q8_0_scalar(const float *x, block_q8_0 *y, int64_t nb) {
     }
 }
 
+NO_FMA_CONTRACTION
 static void quantize_q8_1_scalar(const float *x, block_q8_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK32) {
         int sum;
@@ -309,6 +314,7 @@ static void quantize_q8_1_scalar(const float *x, block_q8_1 *y, int64_t nb) {
 
 /* Q8_K maps the value of largest magnitude to -127 * sign, as ggml does: iscale = -127/max
  * and d = 1/iscale (negative when that value is positive). */
+NO_FMA_CONTRACTION
 static void quantize_q8_k_scalar(const float *x, block_q8_k *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float amax = 0.0f, max = 0.0f;

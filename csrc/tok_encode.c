@@ -16,10 +16,12 @@ static int encode_word(tok_model *m, const uint8_t *word, int64_t n, tok_ids *ou
     int64_t first = out->len;
     int rc;
     if (m->kind == TOK_KIND_SPM) {
-        rc = tok_spm_word(&m->vocab, m->scores, m->byte_ids, m->unk_id, word, n, out);
+        rc = tok_spm_word(&m->vocab, m->priorities, m->byte_ids, m->unk_id, word, n, &m->buckets,
+                          &m->pair_memo, out);
     } else {
         int32_t whole = m->ignore_merges ? tok_vocab_find(&m->vocab, word, n) : -1;
-        rc = whole >= 0 ? tok_ids_push(out, whole) : tok_bpe_word(&m->merges, m->byte_ids, word, n, out);
+        rc = whole >= 0 ? tok_ids_push(out, whole)
+                        : tok_bpe_word(&m->merges, m->byte_ids, word, n, &m->buckets, out);
     }
     if (rc == 0 && cacheable) rc = tok_cache_put(&m->cache, word, n, out->data + first, out->len - first);
     return rc;
@@ -81,7 +83,8 @@ static int encode_spm(tok_model *m, const uint8_t *text, int64_t n, int space_pr
     }
     int rc = 0;
     if (!m->spm_split_words) {
-        rc = tok_spm_word(&m->vocab, m->scores, m->byte_ids, m->unk_id, escaped, len, out);
+        rc = tok_spm_word(&m->vocab, m->priorities, m->byte_ids, m->unk_id, escaped, len,
+                          &m->buckets, &m->pair_memo, out);
     } else {
         int64_t start = 0;
         for (int64_t i = 1; rc == 0 && i <= len; i++) {
@@ -144,4 +147,6 @@ void tok_model_free(tok_model *m) {
     tok_trie_free(&m->always_trie);
     tok_trie_free(&m->special_trie);
     tok_cache_free(&m->cache);
+    tok_buckets_free(&m->buckets);
+    tok_pair_memo_free(&m->pair_memo);
 }

@@ -63,11 +63,18 @@ static uint64_t table_size(int64_t n) {
     return size;
 }
 
-/* ---- vocab ---- */
+/* ---- vocab ----
+ * A slot holds a token id and the high half of its text's hash: a lookup that misses
+ * (most lookups of BPE pairs do) is settled by the slots alone, without touching the
+ * token texts. */
 
 static int vocab_equal(const tok_vocab *v, int32_t id, const uint8_t *p, int64_t n) {
     int64_t start = v->offsets[id], len = v->offsets[id + 1] - start;
     return len == n && memcmp(v->blob + start, p, (size_t)n) == 0;
+}
+
+static inline uint64_t vocab_slot(int32_t id, uint64_t hash) {
+    return (hash & 0xFFFFFFFF00000000ULL) | (uint32_t)id;
 }
 
 int tok_vocab_init(tok_vocab *v, const uint8_t *blob, const int64_t *offsets, int32_t n_tokens) {
@@ -82,19 +89,22 @@ int tok_vocab_init(tok_vocab *v, const uint8_t *blob, const int64_t *offsets, in
     for (int32_t id = 0; id < n_tokens; id++) {
         const uint8_t *p = blob + offsets[id];
         int64_t n = offsets[id + 1] - offsets[id];
-        uint64_t i = tok_hash_bytes(p, n) & v->mask;
+        uint64_t hash = tok_hash_bytes(p, n), i = hash & v->mask;
         /* a repeated text maps to its last id, as in llama.cpp's token_to_id */
-        while (v->slots[i] >= 0 && !vocab_equal(v, v->slots[i], p, n)) i = (i + 1) & v->mask;
-        v->slots[i] = id;
+        while (v->slots[i] != UINT64_MAX &&
+               !((v->slots[i] >> 32) == (hash >> 32) && vocab_equal(v, (int32_t)v->slots[i], p, n)))
+            i = (i + 1) & v->mask;
+        v->slots[i] = vocab_slot(id, hash);
     }
     return 0;
 }
 
 int32_t tok_vocab_find(const tok_vocab *v, const uint8_t *p, int64_t n) {
-    uint64_t i = tok_hash_bytes(p, n) & v->mask;
+    uint64_t hash = tok_hash_bytes(p, n), i = hash & v->mask;
     for (;;) {
-        int32_t id = v->slots[i];
-        if (id < 0 || vocab_equal(v, id, p, n)) return id;
+        uint64_t slot = v->slots[i];
+        if (slot == UINT64_MAX) return -1;
+        if ((slot >> 32) == (hash >> 32) && vocab_equal(v, (int32_t)slot, p, n)) return (int32_t)slot;
         i = (i + 1) & v->mask;
     }
 }
@@ -114,6 +124,7 @@ int tok_merges_init(tok_merges *m, int32_t n, const int32_t *left, const int32_t
                     const int32_t *merged) {
     uint64_t size = table_size(n);
     m->mask = size - 1;
+    m->n = n;
     m->keys = malloc(size * sizeof *m->keys);
     m->rank = malloc(size * sizeof *m->rank);
     m->merged = malloc(size * sizeof *m->merged);
@@ -132,6 +143,7 @@ int tok_merges_init(tok_merges *m, int32_t n, const int32_t *left, const int32_t
 }
 
 int tok_merges_find(const tok_merges *m, int32_t left, int32_t right, int32_t *merged) {
+    if (left < 0 || right < 0) return -1;  /* a byte without a token never merges */
     uint64_t key = pair_key(left, right);
     uint64_t i = mix64(key) & m->mask;
     for (;;) {
@@ -293,7 +305,7 @@ int tok_cache_put(tok_cache *c, const uint8_t *word, int64_t n, const int32_t *i
     uint64_t i = cache_slot(c, word, n, h);
     if (c->key_len[i] >= 0) return 0;  /* already cached */
     memcpy(c->keys + c->keys_len, word, (size_t)n);
-    memcpy(c->ids + c->ids_len, ids, (size_t)k * sizeof *ids);
+    if (k > 0) memcpy(c->ids + c->ids_len, ids, (size_t)k * sizeof *ids);  /* ids may be NULL */
     c->hash[i] = h;
     c->key_off[i] = c->keys_len;
     c->key_len[i] = (int32_t)n;

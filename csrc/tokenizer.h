@@ -47,7 +47,7 @@ uint64_t tok_hash_bytes(const uint8_t *p, int64_t n);
 typedef struct {
     const uint8_t *blob; const int64_t *offsets;  /* token i = blob[offsets[i]:offsets[i+1]] */
     int32_t n_tokens;
-    int32_t *slots; uint64_t mask;
+    uint64_t *slots; uint64_t mask;   /* id | hash fingerprint << 32; all ones = empty */
 } tok_vocab;
 
 int tok_vocab_init(tok_vocab *v, const uint8_t *blob, const int64_t *offsets, int32_t n_tokens);
@@ -55,7 +55,7 @@ int32_t tok_vocab_find(const tok_vocab *v, const uint8_t *p, int64_t n);  /* -1:
 void tok_vocab_free(tok_vocab *v);
 
 /* (left id, right id) -> (rank, merged id) for byte-level BPE */
-typedef struct { uint64_t *keys; int32_t *rank, *merged; uint64_t mask; } tok_merges;
+typedef struct { uint64_t *keys; int32_t *rank, *merged; uint64_t mask; int32_t n; } tok_merges;
 
 int tok_merges_init(tok_merges *m, int32_t n, const int32_t *left, const int32_t *right,
                     const int32_t *merged);
@@ -92,14 +92,45 @@ int tok_cache_get(const tok_cache *c, const uint8_t *word, int64_t n, tok_ids *o
 int tok_cache_put(tok_cache *c, const uint8_t *word, int64_t n, const int32_t *ids, int64_t k);
 void tok_cache_free(tok_cache *c);
 
+/* ---- merging long words (merge_queue.c) ---- */
+/* A symbol of a word being merged: a doubly linked list over the word's bytes. */
+typedef struct { int32_t tok, start, len, prev, next; } tok_node;
+
+/* What a merge loop needs to know about pairs of adjacent symbols. */
+typedef struct {
+    /* Can sym[left] merge with its right neighbour? Then 1, its priority (smaller merges
+     * first) and a check value that changes whenever the right symbol does. */
+    int (*pair)(const void *ctx, const tok_node *sym, int32_t left, int32_t *prio, int32_t *check);
+    int32_t (*merged)(const void *ctx, const tok_node *sym, int32_t left, int32_t right);
+    int32_t (*check)(const tok_node *sym, int32_t right);
+    const void *ctx;
+} tok_pair_rules;
+
+/* One bucket of candidates per priority, reused from word to word (empty between words). */
+typedef struct tok_bucket tok_bucket;
+typedef struct { tok_bucket *slots; int32_t n_prio; } tok_buckets;
+
+/* Merge sym[0..n) (a linked list, n >= 2) until no pair merges, in the order (priority,
+ * position). Returns 0, or -1 on out-of-memory. */
+int tok_merge_long(tok_node *sym, int64_t n, const tok_pair_rules *rules, tok_buckets *b);
+void tok_buckets_free(tok_buckets *b);
+
+/* SentencePiece pairs of known tokens -> the token they spell (-1 none): a direct-mapped
+ * memo, since a long word asks for the same few pairs again and again. */
+typedef struct { uint64_t *keys; int32_t *merged, *prio; } tok_pair_memo;
+#define TOK_PAIR_MEMO_BITS 14
+void tok_pair_memo_free(tok_pair_memo *memo);
+
 /* ---- merge loops (bpe.c) ---- */
 /* Byte-level BPE of one word: appends ids to out. byte_ids[b] = token of byte b. */
 int tok_bpe_word(const tok_merges *m, const int32_t *byte_ids, const uint8_t *word,
-                 int64_t n, tok_ids *out);
+                 int64_t n, tok_buckets *b, tok_ids *out);
 /* SentencePiece-style BPE of one word (already ' '->U+2581 escaped): appends ids to out.
- * scores[id] ranks merges; chars not in the vocab fall back to byte_ids (or unk_id). */
-int tok_spm_word(const tok_vocab *v, const float *scores, const int32_t *byte_ids,
-                 int32_t unk_id, const uint8_t *word, int64_t n, tok_ids *out);
+ * prio[id] orders merges (0 = highest score); chars not in the vocab fall back to
+ * byte_ids (or unk_id). */
+int tok_spm_word(const tok_vocab *v, const int32_t *prio, const int32_t *byte_ids,
+                 int32_t unk_id, const uint8_t *word, int64_t n, tok_buckets *b,
+                 tok_pair_memo *memo, tok_ids *out);
 
 /* ---- the whole encoder (tok_encode.c) ---- */
 enum tok_kind { TOK_KIND_BYTE_BPE = 0, TOK_KIND_SPM = 1 };
@@ -113,12 +144,14 @@ typedef struct {
     int32_t n_crossing;
     int32_t unk_id;
     int32_t byte_ids[256];
-    const float *scores;      /* SPM: n_tokens scores (caller keeps alive) */
+    const int32_t *priorities; /* SPM: merge order of each token, by score (caller's) */
     tok_vocab vocab;
     tok_merges merges;
     tok_trie always_trie;     /* user-defined tokens: matched even without parse_special */
     tok_trie special_trie;    /* control + user-defined + unknown: with parse_special */
     tok_cache cache;
+    tok_buckets buckets;      /* scratch of tok_merge_long */
+    tok_pair_memo pair_memo;  /* SPM: scratch of long words */
 } tok_model;
 
 /* Zeroes m, then builds the vocab table and the word cache; merges, tries, scores and

@@ -264,10 +264,11 @@ static llm_tile_fn scalar_tile_for(int weight_type) {
     }
 }
 
-llm_tile llm_get_tile(int weight_type, int decode) {
+llm_tile llm_get_tile(int weight_type, int64_t n_tok) {
 #if defined(__x86_64__)
-    if (llm_get_path() == LLM_PATH_AVX2) return llm_avx2_tile(weight_type, decode);
+    if (llm_get_path() == LLM_PATH_AVX2) return llm_avx2_tile(weight_type, n_tok);
 #endif
-    llm_tile tile = {scalar_tile_for(weight_type), 4, 4};
+    (void)n_tok;
+    llm_tile tile = {scalar_tile_for(weight_type), 4, 4, LLM_ACT_ROWS};
     return tile;
 }

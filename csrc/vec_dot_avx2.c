@@ -183,6 +183,7 @@ AVX2_INLINE void decode_blocks32(const int TYPE, const int R, int nb,
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w_row[r] + (size_t)b * w_bytes;
+            prefetch_ahead(p, R * w_stride);
             __m256i pairs;
             if (TYPE == LLM_Q8_0) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)p)->qs);
@@ -300,10 +301,21 @@ TILE_FLOAT(bf16_prefill, LLM_BF16, 3, 4)
 /* ---------------------------------------------------------------- table */
 
 llm_tile llm_avx2_k_tile(int weight_type, int decode);  /* vec_dot_avx2_k.c */
+llm_tile llm_avx2_x8_tile(int weight_type);             /* vec_dot_avx2_x8.c */
 
-llm_tile llm_avx2_tile(int weight_type, int decode) {
+/* From this many tokens the 8-token interleaved tiles beat one-token-per-vector ones
+ * (a partial group of 8 costs as much as a full one). */
+#define X8_MIN_TOKENS 4
+
+llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
+    int decode = n_tok == 1;
+    if (n_tok >= X8_MIN_TOKENS) {
+        llm_tile x8 = llm_avx2_x8_tile(weight_type);
+        if (x8.fn) return x8;
+    }
 #define PICK(dec, pre, R_dec, R_pre, T_pre)                                                \
-    return decode ? (llm_tile){dec, R_dec, 1} : (llm_tile){pre, R_pre, T_pre}
+    return decode ? (llm_tile){dec, R_dec, 1, LLM_ACT_ROWS}                                  \
+                  : (llm_tile){pre, R_pre, T_pre, LLM_ACT_ROWS}
     switch (weight_type) {
     case LLM_Q4_0: PICK(q4_0_decode, q4_0_prefill, 4, 2, 4);
     case LLM_Q4_1: PICK(q4_1_decode, q4_1_prefill, 4, 2, 4);
@@ -319,7 +331,7 @@ llm_tile llm_avx2_tile(int weight_type, int decode) {
 }
 
 float llm_vec_dot_avx2(int weight_type, int nb, const void *w, const void *act) {
-    llm_tile tile = llm_avx2_tile(weight_type, 1);
+    llm_tile tile = llm_avx2_tile(weight_type, 1);  /* the one-token shape */
     float result = 0.0f;
     if (tile.fn) tile.fn(nb, w, 0, 1, act, 0, 1, &result, 1);
     return result;

@@ -73,6 +73,9 @@ AVX2_INLINE void tile_q45_k(const int FIVE, const int R, const int T, int nb,
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             wb[r] = (const block_q4_k *)(w_row[r] + b * w_bytes);
+            if (T == 1)
+                for (size_t line = 0; line < w_bytes; line += 64)
+                    prefetch_ahead((const uint8_t *)wb[r] + line, R * w_stride);
             unpack_k_scales(wb[r]->scales, &scales[r], &mins[r]);
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) isum[r][t] = _mm256_setzero_si256();
@@ -172,6 +175,9 @@ AVX2_INLINE void tile_q6_k(const int R, const int T, int nb,
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const block_q6_k *wb = &w_row[r][b];
+            if (T == 1)
+                for (size_t line = 0; line < sizeof(block_q6_k); line += 64)
+                    prefetch_ahead((const uint8_t *)wb + line, R * w_stride);
             /* the -32 offset: isum starts at -32 * sum_g scale_g * bsum_g */
             __m256i all_scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
 #pragma GCC unroll 4
@@ -235,12 +241,17 @@ TILE_K(q5_k_prefill, tile_q45_k(1, 2, 2, nb, w, ws, nr, a, as, nt, o, os))
 TILE_K(q6_k_decode, tile_q6_k(2, 1, nb, w, ws, nr, a, as, nt, o, os))
 TILE_K(q6_k_prefill, tile_q6_k(2, 2, nb, w, ws, nr, a, as, nt, o, os))
 
+static llm_tile rows_tile(llm_tile_fn fn, int rows, int toks) {
+    llm_tile tile = {fn, rows, toks, LLM_ACT_ROWS};
+    return tile;
+}
+
 llm_tile llm_avx2_k_tile(int weight_type, int decode) {
     switch (weight_type) {
-    case LLM_Q4_K: return decode ? (llm_tile){q4_k_decode, 2, 1} : (llm_tile){q4_k_prefill, 2, 2};
-    case LLM_Q5_K: return decode ? (llm_tile){q5_k_decode, 2, 1} : (llm_tile){q5_k_prefill, 2, 2};
-    case LLM_Q6_K: return decode ? (llm_tile){q6_k_decode, 2, 1} : (llm_tile){q6_k_prefill, 2, 2};
-    default: return (llm_tile){NULL, 1, 1};
+    case LLM_Q4_K: return decode ? rows_tile(q4_k_decode, 2, 1) : rows_tile(q4_k_prefill, 2, 2);
+    case LLM_Q5_K: return decode ? rows_tile(q5_k_decode, 2, 1) : rows_tile(q5_k_prefill, 2, 2);
+    case LLM_Q6_K: return decode ? rows_tile(q6_k_decode, 2, 1) : rows_tile(q6_k_prefill, 2, 2);
+    default: return rows_tile(NULL, 1, 1);
     }
 }
 

@@ -29,7 +29,7 @@ cdef extern from "tokenizer.h":
         int32_t n_crossing
         int32_t unk_id
         int32_t byte_ids[256]
-        const float *scores
+        const int32_t *priorities
         tok_vocab vocab
         tok_merges merges
         tok_trie always_trie
@@ -57,17 +57,27 @@ cdef int32_t[::1] _int32_view(object values):
     return numpy.ascontiguousarray(values, dtype=numpy.int32).reshape(-1)
 
 
+cdef _check_ids(str what, object values, int64_t n_tokens, int64_t lowest=0):
+    """ValueError unless every id is in [lowest, n_tokens): the C tables index with them."""
+    import numpy
+    ids = numpy.asarray(values, dtype=numpy.int64).reshape(-1)
+    if ids.size and (ids.min() < lowest or ids.max() >= n_tokens):
+        raise ValueError(f"{what}: ids must lie in [{lowest}, {n_tokens}), got "
+                         f"{ids.min()}..{ids.max()}")
+
+
 cdef class BPECore:
-    """A vocabulary ready to encode: token texts (raw bytes), merges or scores, special
-    tokens. All arrays are copied or kept referenced here for the core's lifetime."""
+    """A vocabulary ready to encode: token texts (raw bytes), merges (byte-level) or
+    merge priorities (SentencePiece: 0 for the highest score, equal scores equal), and
+    special tokens. Arrays are copied or kept referenced for the core's lifetime."""
     cdef tok_model model
     cdef bint ready
     cdef bytes blob
     cdef const int64_t[::1] offsets
-    cdef const float[::1] scores
+    cdef int32_t[::1] priorities
     cdef int32_t[::1] crossing
 
-    def __cinit__(self, int kind, str pretok, bytes blob, offsets, *, scores=None,
+    def __cinit__(self, int kind, str pretok, bytes blob, offsets, *, priorities=None,
                   merges=None, byte_ids, always_ids, special_ids, int unk_id=-1,
                   bint add_space_prefix=False, bint ignore_merges=False,
                   crossing_ids=None):
@@ -75,9 +85,29 @@ cdef class BPECore:
         self.ready = False
         self.blob = blob
         self.offsets = numpy.ascontiguousarray(offsets, dtype=numpy.int64)
+        if not 2 <= self.offsets.shape[0] <= 2**31:
+            raise ValueError("offsets must describe between 1 and 2**31 - 1 tokens")
         cdef int32_t n_tokens = self.offsets.shape[0] - 1
-        if n_tokens < 1 or self.offsets[n_tokens] != len(blob):
+        offsets_array = numpy.asarray(self.offsets)
+        if self.offsets[0] != 0 or self.offsets[n_tokens] != len(blob) \
+                or (numpy.diff(offsets_array) < 0).any():
             raise ValueError("offsets do not describe the token blob")
+        # the C side trusts every id and length it is given: check them all here
+        _check_ids("byte_ids", byte_ids, n_tokens, lowest=-1)
+        _check_ids("always_ids", always_ids, n_tokens)
+        _check_ids("special_ids", special_ids, n_tokens)
+        _check_ids("unk_id", [unk_id], n_tokens, lowest=-1)
+        if crossing_ids is not None:
+            _check_ids("crossing_ids", crossing_ids, n_tokens)
+        if merges is not None:
+            for part in merges:
+                _check_ids("merges", part, n_tokens)
+        if kind == BPE_KIND_SPM and priorities is None:
+            raise ValueError(f"SentencePiece vocabularies need {n_tokens} priorities")
+        if priorities is not None:  # they index one bucket per token in merge_queue.c
+            _check_ids("priorities", priorities, n_tokens)
+        if kind == BPE_KIND_BYTE_LEVEL and merges is None:
+            merges = ([], [], [])   # the merge loop always consults the table
         if tok_model_init(&self.model, kind, BPE_PRETOKENIZERS[pretok],
                           <const uint8_t *>self.blob, &self.offsets[0], n_tokens):
             raise MemoryError()
@@ -96,9 +126,11 @@ cdef class BPECore:
             self.model.crossing = &self.crossing[0]
             self.model.n_crossing = len(crossing_ids)
             self.model.spm_split_words = len(crossing_ids) <= 64
-        if scores is not None:
-            self.scores = numpy.ascontiguousarray(scores, dtype=numpy.float32)
-            self.model.scores = &self.scores[0]
+        if priorities is not None:  # SentencePiece: merge order of each token
+            self.priorities = _int32_view(priorities)
+            if self.priorities.shape[0] != n_tokens:
+                raise ValueError("one priority per token is needed")
+            self.model.priorities = &self.priorities[0]
         if merges is not None:
             self._set_merges(merges)
         self._set_trie(&self.model.always_trie, always_ids)

@@ -105,7 +105,7 @@ def rope(x, pos, int n_heads, int head_dim, double base, bint neox):
     if not base > 0:
         raise ValueError(f"rope: base must be > 0, got {base}")
     cdef int64_t n_tok = _ops_dim(x, 0)
-    _ops_check_shape("rope: x", x, (n_tok, n_heads * head_dim))
+    _ops_check_shape("rope: x", x, (n_tok, <int64_t>n_heads * head_dim))
     _ops_check_shape("rope: pos", pos, (n_tok,))
     with nogil:
         ops_rope(xp, posp, n_tok, n_heads, head_dim, base, neox)
@@ -193,11 +193,11 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
     if window < 0:
         raise ValueError(f"attention: window must be >= 0 (0 = none), got {window}")
     cdef int64_t n_tok = _ops_dim(q, 0), n_ctx = _ops_dim(k_cache, 0)
-    _ops_check_shape("attention: q", q, (n_tok, n_heads * head_dim))
-    _ops_check_shape("attention: k_cache", k_cache, (n_ctx, n_kv_heads * head_dim))
-    _ops_check_shape("attention: v_cache", v_cache, (n_ctx, n_kv_heads * head_dim))
+    _ops_check_shape("attention: q", q, (n_tok, <int64_t>n_heads * head_dim))
+    _ops_check_shape("attention: k_cache", k_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
+    _ops_check_shape("attention: v_cache", v_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
     _ops_check_shape("attention: q_pos", q_pos, (n_tok,))
-    _ops_check_shape("attention: out", out, (n_tok, n_heads * head_dim))
+    _ops_check_shape("attention: out", out, (n_tok, <int64_t>n_heads * head_dim))
     if n_tok == 0:
         return
     cdef int32_t highest = _ops_max_position(posp, n_tok, n_ctx)

@@ -35,6 +35,8 @@ from llmcli.errors import TemplateError
 RENDER_SECONDS = 2.0           # real templates render in milliseconds
 BASE_OUTPUT_CHARS = 1_000_000  # plus 4 chars per char of message content
 MAX_WIDTH = 10_000             # widths/repeats inside a template (padding, "=" * n)
+MAX_INT_BITS = 1 << 16         # integers a template computes (a few thousand digits)
+RENDER_MEMORY = 1 << 28        # address space a render may add to the process
 
 
 @dataclass
@@ -77,7 +79,7 @@ def render(template, messages, add_generation_prompt=True, bos_token="", eos_tok
     try:
         compiled = _environment().from_string(template)
         pieces, size = [], 0
-        with _time_limit(seconds):
+        with _time_limit(seconds), _memory_limit(RENDER_MEMORY):
             for piece in compiled.generate(**context):
                 size += len(piece)
                 if size > max_chars:
@@ -90,6 +92,9 @@ def render(template, messages, add_generation_prompt=True, bos_token="", eos_tok
     except _RenderTimeout:
         raise TemplateError(f"chat template took longer than {seconds:g} s to render") \
             from None
+    except MemoryError:
+        raise TemplateError(f"chat template needed more than {RENDER_MEMORY >> 20} MiB of "
+                            "memory to render") from None
     except (JinjaError, SecurityError, RecursionError, MemoryError, OverflowError,
             ArithmeticError, TypeError, ValueError, KeyError, IndexError,
             AttributeError) as exc:
@@ -170,7 +175,7 @@ def _time_limit(seconds):
     def check(frame, event, arg):
         nonlocal events
         events += 1
-        if events % 512 == 0 and time.monotonic() > deadline:
+        if events % 64 == 0 and time.monotonic() > deadline:
             raise _RenderTimeout
         return check
 
@@ -180,6 +185,34 @@ def _time_limit(seconds):
         yield
     finally:
         sys.settrace(previous)
+
+
+@contextmanager
+def _memory_limit(extra_bytes):
+    """Cap the address space at its current size + extra_bytes while rendering. A few
+    C-level calls (`~`, replace, join in a loop over a namespace) can build gigabytes
+    between two checks of the trace hook; past the cap they raise MemoryError instead.
+    Linux only (reads /proc); elsewhere only the other caps apply."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[0]) * resource.getpagesize()
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    cap = current + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        yield   # an outer limit is already tighter
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class _GenerationTag(Extension):
@@ -200,10 +233,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if operator == "*":
             _check_repeat(left, right)
             _check_repeat(right, left)
+            _check_int_size(operator, left, right)
         elif operator == "**":
             if isinstance(right, (int, float)) and abs(right) > 1000 \
                     and isinstance(left, (int, float)) and abs(left) > 1:
                 raise SecurityError("exponent too large")
+            _check_int_size(operator, left, right)
         elif operator == "%" and isinstance(left, str):
             _check_format_widths(left)
         return super().call_binop(context, operator, left, right)
@@ -221,9 +256,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 
 def _check_repeat(sequence, count):
+    # the product, not the count alone: ("x" * 1000) * 10000, then * 10000 again...
     if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
-        if count > MAX_WIDTH and len(sequence) * count > BASE_OUTPUT_CHARS:
+        if len(sequence) * count > BASE_OUTPUT_CHARS:
             raise SecurityError("repetition too large")
+
+
+def _check_int_size(operator, left, right):
+    """Big-integer products and powers run as one C call the time cap cannot stop
+    (((10**1000)**1000)**1000 takes minutes): bound the size of the result first."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    if operator == "*":
+        bits = left.bit_length() + right.bit_length()
+    else:
+        bits = left.bit_length() * right if right > 0 and abs(left) > 1 else 0
+    if bits > MAX_INT_BITS:
+        raise SecurityError(f"integer result of {operator} too large")
 
 
 _WIDTH = re.compile(r"(?:%|:)[^\d%:}]{0,3}(\d+)")

@@ -5,9 +5,12 @@ NumPy import for `llm --help`).
 Every error a user can cause ends here as one `Error: ...` line on stderr and exit 1
 (usage errors: exit 2, Ctrl-C: 130). LLMCLI_DEBUG=1 re-enables tracebacks.
 """
+import errno
 import importlib
 import importlib.util
+import io
 import os
+import signal
 import sys
 
 import click
@@ -71,7 +74,47 @@ def cli():
 
 
 def _one_line(message):
-    return " ".join(str(message).split()) or "unknown error"
+    """The message on one line, its control characters made visible: it may quote a
+    file's strings or a path, and must not drive the terminal (ESC sequences)."""
+    from llmcli.commands._common import escape_control
+
+    return escape_control(" ".join(str(message).split())) or "unknown error"
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a stdout closed before start (`llm ... >&-`, sys.stdout is None):
+    writing to it fails like writing to a closed descriptor, reported as one error."""
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "cannot write output: stdout is closed")
+
+    def isatty(self):
+        return False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds like Ctrl-C (output so far
+    kept, no traceback) and exits with 128 + 15."""
+
+
+_terminated = False
+
+
+def _on_sigterm(signum, frame):
+    global _terminated
+    _terminated = True
+    raise Terminated()
+
+
+def terminated():
+    """Has SIGTERM arrived? (A program that goes on after Ctrl-C must stop after it.)"""
+    return _terminated
+
+
+def interrupted_status():
+    """The exit status of an interrupted run, as a shell reports a signal: 130 for Ctrl-C
+    (SIGINT), 143 for SIGTERM."""
+    return 128 + (signal.SIGTERM if _terminated else signal.SIGINT)
 
 
 def main(argv=None):
@@ -79,6 +122,9 @@ def main(argv=None):
     from llmcli.errors import LLMError
 
     debug = bool(os.environ.get("LLMCLI_DEBUG"))
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="llm", standalone_mode=False)
     except click.exceptions.Abort:
@@ -92,7 +138,7 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _quiet_stdout()
-        sys.exit(130)
+        sys.exit(interrupted_status())
     except (BrokenPipeError, StdoutClosed):
         # stdout closed early (`llm generate ... | head -c 1`): end quietly.
         _quiet_stdout()

@@ -20,6 +20,14 @@ SUPPORTED_ARCHS = ("llama", "gemma3")
 GEMMA3_SLIDING_PATTERN = 6       # layers 5, 11, 17, ... are global, the others sliding
 GEMMA3_LOCAL_ROPE_BASE = 10000.0  # RoPE base of the sliding layers
 
+# Upper bounds on sizes read from an untrusted file, checked before anything is sized
+# from them (the tensors are checked against the config only later). Generous: the
+# largest real models have ~130 layers; positions are int32 in the kernels; a head is
+# at most OPS_MAX_HEAD_DIM (csrc/ops.h) wide.
+MAX_LAYERS = 4096
+MAX_CONTEXT = 2**31 - 1
+MAX_HEAD_DIM = 512
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -85,12 +93,12 @@ def config_from_metadata(metadata):
         raise ModelError(f"{arch}.attention.head_count ({n_heads}) is not a multiple of "
                          f"{arch}.attention.head_count_kv ({n_kv_heads})")
     head_dim = _head_dim(keys, n_embd, n_heads)
-    n_layers = keys.positive("block_count")
+    n_layers = keys.positive("block_count", at_most=MAX_LAYERS)
 
     common = dict(
         arch=arch,
         n_vocab=_n_vocab(metadata, keys),
-        n_ctx_train=keys.positive("context_length"),
+        n_ctx_train=keys.positive("context_length", at_most=MAX_CONTEXT),
         n_layers=n_layers,
         n_embd=n_embd,
         n_ff=keys.positive("feed_forward_length"),
@@ -127,9 +135,11 @@ def _head_dim(keys, n_embd, n_heads):
     if key_length is None and n_embd % n_heads:
         raise ModelError(f"{keys.arch}.embedding_length ({n_embd}) is not a multiple of "
                          f"{keys.arch}.attention.head_count ({n_heads})")
-    if head_dim <= 0 or head_dim % 2:
-        raise ModelError(f"head size {head_dim} must be positive and even "
-                         f"({keys.arch}.attention.key_length)")
+    if head_dim <= 0 or head_dim % 2 or head_dim > MAX_HEAD_DIM:
+        source = ("attention.key_length" if key_length is not None
+                  else "embedding_length / attention.head_count")
+        raise ModelError(f"head size {head_dim} must be positive, even and at most "
+                         f"{MAX_HEAD_DIM} ({keys.arch}.{source})")
     if value_length is not None and value_length != head_dim:
         raise ModelError(f"{keys.arch}.attention.value_length ({value_length}) differs from "
                          f"the key length ({head_dim}): not supported")
@@ -142,15 +152,20 @@ def _head_dim(keys, n_embd, n_heads):
 
 def _n_vocab(metadata, keys):
     n_vocab = keys.get("vocab_size", int, None)
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    n_tokens = len(tokens) if hasattr(tokens, "__len__") and not isinstance(tokens, str) else None
     if n_vocab is None:
         # gemma3 files have no vocab_size key: the vocabulary is the token list.
-        tokens = metadata.get("tokenizer.ggml.tokens")
-        if tokens is None:
+        if n_tokens is None:
             raise ModelError(f"missing metadata key {keys.arch}.vocab_size "
                              "(and no tokenizer.ggml.tokens to count)")
-        n_vocab = len(tokens)
+        n_vocab = n_tokens
     if n_vocab <= 0:
         raise ModelError(f"vocabulary size must be positive, got {n_vocab}")
+    # Every id the model can produce must be a token the tokenizer can decode.
+    if n_tokens is not None and n_tokens != n_vocab:
+        raise ModelError(f"{keys.arch}.vocab_size is {n_vocab} but tokenizer.ggml.tokens "
+                         f"holds {n_tokens} tokens")
     return n_vocab
 
 
@@ -175,12 +190,15 @@ class _ArchKeys:
             return default
         return _get(self.metadata, key, kind)
 
-    def positive(self, name, kind=int, default=None):
+    def positive(self, name, kind=int, default=None, at_most=None):
         value = self.get(name, kind, default)
         if value is None:
             raise ModelError(f"missing metadata key {self.arch}.{name}")
         if not value > 0:
             raise ModelError(f"metadata key {self.arch}.{name} must be positive, got {value}")
+        if at_most is not None and value > at_most:
+            raise ModelError(f"metadata key {self.arch}.{name} = {value} is absurd "
+                             f"(at most {at_most})")
         return value
 
 

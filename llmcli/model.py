@@ -24,9 +24,10 @@ DEFAULT_N_CTX = 4096       # context when none is asked for (capped by the train
 PREFILL_CHUNK = 512        # most tokens one forward pass handles; sizes the buffers
 
 
-def load(name_or_path=None, n_ctx=None, threads=None):
+def load(name_or_path=None, n_ctx=None, threads=None, n_batch=PREFILL_CHUNK):
     """Load a model by registry name or .gguf path. n_ctx: context length (default
-    min(trained, 4096)); threads: kernel threads (default: the OpenMP default)."""
+    min(trained, 4096)); threads: kernel threads (default: the OpenMP default);
+    n_batch: most tokens per forward pass (longer inputs run in chunks)."""
     from llmcli.gguf import open_gguf
     from llmcli.models import ensure_local, looks_like_path
     from llmcli.tokenizer import Tokenizer
@@ -44,7 +45,7 @@ def load(name_or_path=None, n_ctx=None, threads=None):
         set_threads(threads)
     name = os.path.splitext(os.path.basename(path))[0] if looks_like_path(name_or_path) \
         else name_or_path
-    return Model(config, weights, tokenizer, n_ctx=n_ctx, name=name, path=path)
+    return Model(config, weights, tokenizer, n_ctx=n_ctx, name=name, path=path, n_batch=n_batch)
 
 
 def set_threads(threads):
@@ -100,7 +101,8 @@ class _Activations:
 class Model:
     """A loaded model: config, weights, tokenizer, KV cache, and the forward."""
 
-    def __init__(self, config, weights, tokenizer=None, n_ctx=None, name=None, path=None):
+    def __init__(self, config, weights, tokenizer=None, n_ctx=None, name=None, path=None,
+                 n_batch=PREFILL_CHUNK):
         if n_ctx is None:
             n_ctx = min(config.n_ctx_train, DEFAULT_N_CTX)
         if not 1 <= n_ctx <= config.n_ctx_train:
@@ -122,7 +124,9 @@ class Model:
         self._layers = [_LayerPlan(w, k, v, config.layer_rope_base(i), config.layer_window(i))
                         for i, (w, k, v) in enumerate(zip(weights.layers, self.k_cache,
                                                           self.v_cache))]
-        self._act = _Activations(config, min(PREFILL_CHUNK, n_ctx))
+        if n_batch < 1:
+            raise InputError(f"batch size must be >= 1, got {n_batch}")
+        self._act = _Activations(config, min(n_batch, n_ctx))
 
     # ---- the cache ----
 
@@ -169,7 +173,25 @@ class Model:
         self.attention_probs = probs
         return logits if all_logits else logits[0]
 
+    def embedding(self, ids):
+        """The vectors [len(ids), n_embd] the first layer receives for these ids: the
+        embedding rows, scaled as the forward scales them (read-only look-up, for
+        `llm explain`; the cache is untouched)."""
+        ids = self._checked_ids_in_vocab(ids)
+        w, out = self.weights.token_embd, np.empty((len(ids), self.config.n_embd), np.float32)
+        K.get_rows(w.data, w.type, ids, out)
+        if self.config.embd_scale != 1.0:
+            out *= np.float32(self.config.embd_scale)
+        return out
+
     def _checked_ids(self, ids):
+        ids = self._checked_ids_in_vocab(ids)
+        if self.n_past + ids.size > self.n_ctx:
+            raise ContextOverflowError(f"{self.n_past} cached + {ids.size} new tokens exceed "
+                                       f"the context of {self.n_ctx} tokens")
+        return ids
+
+    def _checked_ids_in_vocab(self, ids):
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
             raise InputError("no tokens to evaluate")
@@ -177,9 +199,6 @@ class Model:
         if bad.any():
             raise InputError(f"token id {ids[bad][0]} is outside the vocabulary "
                              f"(0..{self.config.n_vocab - 1})")
-        if self.n_past + ids.size > self.n_ctx:
-            raise ContextOverflowError(f"{self.n_past} cached + {ids.size} new tokens exceed "
-                                       f"the context of {self.n_ctx} tokens")
         return ids.astype(np.int32)
 
     def _new_probs(self, n):

@@ -15,13 +15,12 @@ The work happens in C (llmcli._kernels.BPECore): matching special tokens, splitt
 words, merging, with a cache of words already encoded.
 """
 import codecs
-import re
 
 import numpy as np
 
 from llmcli.errors import TokenizerError
-from llmcli.vocab import (END_MARKERS, IGNORE_MERGES_RULES, SPACE_MARK, TokenType, piece_bytes,
-                          token_texts, vocab_from_metadata)
+from llmcli.token_text import SPACE_MARK, encoder_texts, piece_bytes
+from llmcli.vocab import END_MARKERS, TokenType, vocab_from_metadata
 
 _SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
 
@@ -39,16 +38,19 @@ class Tokenizer:
         self.chat_template = vocab.chat_template
         self._bytes = [None] * self.n_vocab  # token id -> decoded bytes, filled on demand
         types = vocab.token_types
+        self._markers = np.isin(types, (TokenType.CONTROL, TokenType.UNKNOWN)).tolist()
+        texts = encoder_texts(vocab.model, vocab.pieces, vocab.packed_pieces, types)
         self._core = BPECore(
             1 if vocab.model == "llama" else 0, vocab.pretokenizer or "gpt2",
-            *self._core_texts(),
-            scores=vocab.scores, merges=vocab.merges, byte_ids=self._byte_ids(),
+            texts.blob, texts.offsets,
+            priorities=_score_order(vocab.scores), merges=vocab.merges,
+            byte_ids=self._byte_ids(texts),
             always_ids=np.flatnonzero(types == TokenType.USER_DEFINED),
             special_ids=np.flatnonzero(np.isin(types, _SPECIAL_TYPES)),
             unk_id=-1 if vocab.unk_id is None else vocab.unk_id,
             add_space_prefix=vocab.model == "llama" and vocab.add_space_prefix,
-            ignore_merges=vocab.pretokenizer in IGNORE_MERGES_RULES,
-            crossing_ids=self._crossing_ids() if vocab.model == "llama" else None)
+            ignore_merges=vocab.ignore_merges,
+            crossing_ids=_crossing_ids(texts) if vocab.model == "llama" else None)
         self.eot_id = vocab.eot_id if vocab.eot_id is not None else self._find_first(END_MARKERS)
         self.eog_ids = frozenset(self._end_of_generation_ids())
 
@@ -66,40 +68,21 @@ class Tokenizer:
 
     # ---- building ----
 
-    def _core_texts(self):
-        """Token texts for the C tables (vocab.token_texts), concatenated + offsets."""
-        texts = self._texts = token_texts(self.vocab)
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=offsets[1:])
-        return b"".join(texts), offsets
-
-    def _byte_ids(self):
+    def _byte_ids(self, texts):
         """byte -> token: the single-byte token (byte-level BPE), or <0xXX> (SentencePiece
         byte fallback). -1 where the vocab has none: such a byte is dropped, as llama.cpp
         and HF do (SmolLM2 lacks 21 bytes that never occur in UTF-8 text, e.g. 0xC0)."""
         byte_ids = np.full(256, -1, dtype=np.int32)
+        types = self.vocab.token_types
         if self.vocab.model == "llama":
-            for i in np.flatnonzero(self.vocab.token_types == TokenType.BYTE):
-                b = piece_bytes(self.vocab, i)
+            for i in np.flatnonzero(types == TokenType.BYTE):
+                b = self.token_bytes(int(i))
                 if len(b) == 1:
                     byte_ids[b[0]] = i
         else:
-            for i, text in enumerate(self._texts):
-                if len(text) == 1 and self.vocab.token_types[i] != TokenType.CONTROL:
-                    byte_ids[text[0]] = i
+            for i in np.flatnonzero((texts.lengths() == 1) & (types != TokenType.CONTROL)):
+                byte_ids[texts[i][0]] = i
         return byte_ids
-
-    def _crossing_ids(self):
-        """SentencePiece tokens holding U+2581 after their first char (they can span the
-        start of a word, which the C encoder must know)."""
-        mark = SPACE_MARK.encode()
-        starts = np.cumsum([0] + [len(t) for t in self._texts])
-        blob = b"".join(self._texts)
-        positions = np.array([m.start() for m in re.finditer(re.escape(mark), blob)], dtype=np.int64)
-        if positions.size == 0:
-            return []
-        owners = np.searchsorted(starts, positions, side="right") - 1
-        return sorted(set(owners[positions != starts[owners]].tolist()))
 
     def _find_first(self, texts):
         for text in texts:
@@ -147,13 +130,14 @@ class Tokenizer:
 
     def is_special(self, token_id):
         """Control and unknown tokens: markers, not text."""
-        return self.token_type(token_id) in (TokenType.CONTROL, TokenType.UNKNOWN)
+        return self._markers[self._check_id(token_id)]
 
     def token_bytes(self, token_id):
         """The bytes the token stands for in text (control tokens: their own text)."""
         cached = self._bytes[self._check_id(token_id)]
         if cached is None:
-            cached = self._bytes[token_id] = piece_bytes(self.vocab, token_id)
+            cached = self._bytes[token_id] = piece_bytes(
+                self.vocab.model, self.vocab.pieces[token_id], self.vocab.token_types[token_id])
         return cached
 
     def decode(self, ids, *, skip_special=False):
@@ -219,3 +203,21 @@ class StreamDecoder:
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _crossing_ids(texts):
+    """SentencePiece tokens holding U+2581 after their first char: they can span the start
+    of a word, which the C encoder must know."""
+    data = np.frombuffer(texts.blob, dtype=np.uint8)
+    mark = SPACE_MARK.encode("utf-8")
+    positions = np.flatnonzero((data[:-2] == mark[0]) & (data[1:-1] == mark[1]) & (data[2:] == mark[2]))
+    owners = np.searchsorted(texts.offsets, positions, side="right") - 1
+    return np.unique(owners[positions != texts.offsets[owners]]).tolist()
+
+
+def _score_order(scores):
+    """SentencePiece merges the pair whose token scores highest first: rank the scores,
+    0 = highest, equal scores sharing a rank (then the leftmost pair goes first)."""
+    if scores is None:
+        return None
+    return np.unique(-scores, return_inverse=True)[1].astype(np.int32)

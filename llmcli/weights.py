@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmcli.errors import ModelError
-from llmcli.quants import GGMLType, block_size, row_nbytes
+from llmcli.quants import GGMLType, row_nbytes
 
 # Weight types our matmul/get_rows kernels read directly.
 MATRIX_TYPES = frozenset({
@@ -143,10 +143,8 @@ def _checked_tensor(gguf_file, info, expected_shape):
         return Tensor(info.name, info.type, shape, raw.view(np.float32))
     if info.type not in MATRIX_TYPES:
         raise ModelError(f"tensor {info.name!r} has unsupported type {_type_name(info.type)}")
+    # (the GGUF reader has checked that rows are whole blocks)
     row_length, n_rows = shape
-    if row_length % block_size(info.type):
-        raise ModelError(f"tensor {info.name!r}: row length {row_length} is not a multiple "
-                         f"of the {_type_name(info.type)} block size")
     row_bytes = row_nbytes(info.type, row_length)
     if raw.size != n_rows * row_bytes:
         raise ModelError(f"tensor {info.name!r} holds {raw.size} bytes, "

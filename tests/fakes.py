@@ -63,6 +63,9 @@ class FakeTokenizer:
                 pos += 1
         return ids
 
+    def is_special(self, token):
+        return token >= 256
+
     def token_bytes(self, token):
         # Control tokens render as nothing, as llama.cpp does when not asked for specials.
         return bytes([token]) if token < 256 else b""
@@ -84,9 +87,9 @@ class FakeConfig:
     arch: str = "fake"
     n_vocab: int = N_VOCAB
     n_ctx_train: int = 512
-    n_layers: int = 1
+    n_layers: int = 2
     n_embd: int = 8
-    n_heads: int = 1
+    n_heads: int = 2
     n_kv_heads: int = 1
     head_dim: int = 8
 
@@ -116,7 +119,16 @@ class FakeModel:
     def truncate(self, n):
         del self.cache[n:]
 
-    def eval(self, ids, all_logits=False):
+    def embedding(self, ids):
+        """Deterministic stand-in vectors [len(ids), n_embd], one fixed row per id."""
+        return np.stack([np.random.default_rng(int(i)).normal(size=self.config.n_embd)
+                         .astype(np.float32) for i in ids])
+
+    def eval(self, ids, all_logits=False, capture_attention=False):
+        """capture_attention: fill attention_probs (per layer [n_heads, len(ids),
+        n_past + len(ids)]) with causal rows, each a softmax of hashed scores."""
+        if capture_attention:
+            self.attention_probs = self._fake_attention(len(ids))
         ids = [int(i) for i in ids]
         if self.n_past + len(ids) > self.n_ctx:
             raise ContextOverflowError(
@@ -132,6 +144,18 @@ class FakeModel:
             self.cache.append(token)
             rows.append(self.rule(tuple(self.cache)))
         return np.stack(rows) if all_logits else rows[-1]
+
+    def _fake_attention(self, n):
+        c, first = self.config, self.n_past
+        rng = np.random.default_rng(first * 1000 + n)
+        probs = []
+        for _ in range(c.n_layers):
+            scores = rng.normal(size=(c.n_heads, n, first + n)) * 2.0
+            causal = np.arange(first + n)[None, :] > (first + np.arange(n))[:, None]
+            scores[:, causal] = -np.inf
+            weights = np.exp(scores - scores.max(axis=2, keepdims=True))
+            probs.append((weights / weights.sum(axis=2, keepdims=True)).astype(np.float32))
+        return probs
 
     def logits(self, ids):
         self.reset()

@@ -382,9 +382,9 @@ class PtyChat:
         self.output = b""
 
     def expect(self, text, timeout=20):
-        """Wait until `text` (bytes or regex) appears after what was matched before;
-        returns everything up to and including it, without ANSI styling."""
-        pattern = re.compile(re.escape(text) if isinstance(text, bytes) else text)
+        """Wait until `text` (bytes, or a compiled regex) appears after what was matched
+        before; returns everything up to and including it, without ANSI styling."""
+        pattern = text if isinstance(text, re.Pattern) else re.compile(re.escape(text))
         deadline = time.monotonic() + timeout
         while True:
             clean = ANSI.sub(b"", self.output)

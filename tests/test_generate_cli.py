@@ -344,3 +344,45 @@ def test_subprocess_streams_before_the_end():
     proc.communicate(timeout=60)
     assert first == b"e"
     assert elapsed < 200 * 0.02       # the first byte came long before the last token
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:       # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_subprocess_on_a_terminal_escapes_controls_and_ends_the_line():
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, FAKE_LLM, "generate", "hi", "-n", "3", "-t", "0"],
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                            env=fake_env(FAKE_LLM_CONTROL="1"))
+    os.close(slave)
+    out = _read_all(master)
+    os.close(master)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+    # the fake's reply starts with ESC after a 2-byte prompt; the terminal sees "\x1b"
+    assert out.replace(b"\r\n", b"\n") == b"\\x1b[2\n"
+
+
+def test_subprocess_no_prompt_with_a_terminal_stdin_fails_at_once():
+    import pty
+
+    master, slave = pty.openpty()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, FAKE_LLM, "generate"], stdin=slave,
+                          capture_output=True, env=fake_env(), timeout=60)
+    os.close(slave)
+    os.close(master)
+    assert proc.returncode == 2 and b"no prompt" in proc.stderr
+    assert time.monotonic() - start < 30

@@ -18,6 +18,14 @@ from golden import metrics
 
 GOLDEN_DIR = pathlib.Path(__file__).resolve().parent / "golden"
 
+# Greedy continuations are compared up to the reference's first step with a top-1/top-2
+# margin below this. metrics.NEAR_TIE (0.1) allows for float rounding only; our forward,
+# like llama.cpp, quantizes activations to 8 bits, which moves logits by ~0.3 (llama.cpp
+# vs the reference: median max |dlogit| over the top 20 ~0.3, and its argmax always
+# agrees above a 0.5 margin). At 0.1, llama.cpp itself fails 10 of the 32 SmolLM2
+# prompts (tests/golden/compare_llamacpp.py); at 0.5 it and we pass them all.
+GREEDY_NEAR_TIE = 0.5
+
 
 def load_golden(name):
     with open(GOLDEN_DIR / f"forward_{name}.json", encoding="utf-8") as f:
@@ -50,9 +58,16 @@ def greedy_ids(model, prompt_ids, n):
 
 
 def assert_greedy_matches(model, golden_prompt):
-    ours = greedy_ids(model, golden_prompt["ids"], len(golden_prompt["greedy_ids"]))
-    check = metrics.greedy_check(ours, golden_prompt["greedy_ids"],
-                                 golden_prompt["greedy_margins"])
+    """Our greedy continuation equals the reference's up to its first near-tie (after
+    which either choice is right and the two may part ways for good)."""
+    required = metrics.greedy_required_len(golden_prompt["greedy_margins"], GREEDY_NEAR_TIE)
+    ours = greedy_ids(model, golden_prompt["ids"], max(1, required))
+    if required == 0:   # a near-tie at once: our pick must be one of the two
+        last = golden_prompt["top_positions"].index(len(golden_prompt["ids"]) - 1)
+        assert ours[0] in golden_prompt["top_ids"][last][:2]
+        return
+    check = metrics.greedy_check(ours, golden_prompt["greedy_ids"][:required],
+                                 golden_prompt["greedy_margins"][:required], GREEDY_NEAR_TIE)
     assert check.ok, (f"{golden_prompt['name']}: agree for {check.agree_len} steps, "
                       f"the reference has no near-tie for {check.required_len}")
 
@@ -130,7 +145,7 @@ def run_llm(args, tmp_path, stdin=b"", timeout=300):
 
 def test_cli_json_greedy_equals_reference(smollm2_path, tmp_path):
     prompt = prompts_of("smollm2", "raw")[0]
-    n = metrics.greedy_required_len(prompt["greedy_margins"])
+    n = metrics.greedy_required_len(prompt["greedy_margins"], GREEDY_NEAR_TIE)
     proc = run_llm(["-m", str(smollm2_path), "--raw", "-t", "0", "-n", str(max(n, 1)),
                     "--ignore-eos", "--format", "json", prompt["text"]], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -203,7 +218,7 @@ def test_cli_prompt_too_long_and_usage_errors(gemma3_path, tmp_path):
 
 def test_cli_gemma3_raw_by_default_and_greedy_equals_reference(gemma3_path, tmp_path):
     prompt = prompts_of("gemma3", "raw")[0]
-    n = max(1, min(8, metrics.greedy_required_len(prompt["greedy_margins"])))
+    n = max(1, min(8, metrics.greedy_required_len(prompt["greedy_margins"], GREEDY_NEAR_TIE)))
     proc = run_llm(["-m", str(gemma3_path), "-t", "0", "-n", str(n), "--ignore-eos",
                     "--format", "json", prompt["text"]], tmp_path)
     assert proc.returncode == 0, proc.stderr

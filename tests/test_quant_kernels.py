@@ -359,10 +359,29 @@ def test_matmul_rejects_bad_shapes():
         K.matmul(w, int(Q.Q4_1), np.zeros((2, 570), np.float32), out)
     with pytest.raises(ValueError, match="no kernel for GGML type 10"):
         K.matmul(w, 10, x, out)
-    with pytest.raises(ValueError):  # dtype
+    with pytest.raises(ValueError, match="x must be float32"):
         K.matmul(w, int(Q.Q4_1), x.astype(np.float64), out)
-    with pytest.raises(ValueError):  # not contiguous
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
         K.matmul(w, int(Q.Q4_1), np.zeros((2, 1152), np.float32)[:, ::2], out)
+    with pytest.raises(ValueError, match="w must have 2 dimensions"):
+        K.matmul(w.reshape(-1), int(Q.Q4_1), x, out)
+    read_only = out.copy()
+    read_only.setflags(write=False)
+    with pytest.raises(ValueError, match="out is read-only"):
+        K.matmul(w, int(Q.Q4_1), x, read_only)
+
+
+def test_matmul_accepts_read_only_weights_and_buffers():
+    """Weights are read-only views of the mapped file; any buffer works."""
+    rng = np.random.default_rng(8)
+    raw = random_blocks(rng, Q.Q8_0, 6 * 4).reshape(6, -1)
+    x = activations(rng, 2, 128)
+    expected = run_matmul(raw, Q.Q8_0, x)
+    raw.setflags(write=False)
+    assert np.array_equal(run_matmul(raw, Q.Q8_0, x), expected)
+    out = np.empty((2, 6), np.float32)
+    K.matmul(memoryview(raw), int(Q.Q8_0), x, out)
+    assert np.array_equal(out, expected)
 
 
 def test_dequantize_rejects_wrong_sizes():

@@ -13,6 +13,7 @@ message, never a /command.
 import sys
 from dataclasses import dataclass
 
+from llmcli.commands._common import MAX_PROMPT_BYTES
 from llmcli.errors import InputError
 
 BLOCK = '"""'
@@ -86,10 +87,14 @@ class PipeInput:
         self.line_number = 0
 
     def read_line(self, prompt):
-        data = self.stream.readline()
+        # bounded: stdin may be /dev/zero, one endless line
+        data = self.stream.readline(MAX_PROMPT_BYTES + 1)
         if not data:
             raise EOFError
         self.line_number += 1
+        if len(data) > MAX_PROMPT_BYTES:
+            raise InputError(f"stdin line {self.line_number} holds more than "
+                             f"{MAX_PROMPT_BYTES >> 20} MiB of text, far more than any context")
         try:
             line = data.decode("utf-8")
         except UnicodeDecodeError as exc:

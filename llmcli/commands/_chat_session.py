@@ -4,19 +4,18 @@ reply. Replies go to stdout; everything else (prompt, notices, /show) to stderr.
 On a terminal, errors (a bad /set value, an unreadable /load file) are one-line notices
 and the chat goes on; from a pipe they end it with exit 1, so scripts notice.
 """
-import json
 import os
 import sys
 
 from llmcli import conversation as conversation_file
+from llmcli.cli import interrupted_status, terminated
 from llmcli.commands._chat_input import UnterminatedBlock, read_entry
-from llmcli.commands._common import terminal_safe
+from llmcli.commands._common import json_text, terminal_safe
 from llmcli.commands._options import SAMPLING, parse_setting
 from llmcli.errors import ContextOverflowError, InputError, LLMError
 
 COMMAND_NAMES = ("/help", "/exit", "/quit", "/clear", "/system", "/set", "/show",
                  "/save", "/load")
-EXIT_INTERRUPTED = 130
 
 
 class Display:
@@ -40,7 +39,7 @@ class Display:
                       "prompt_tokens": stats.prompt_tokens if stats else 0,
                       "prefill_tokens": stats.prefill_tokens if stats else 0,
                       "generated_tokens": len(turn.tokens)}
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(record) + "\n")
         elif not (_isatty(sys.stdout) and turn.text.endswith("\n")):
             # From a pipe every reply ends with exactly one added newline; a terminal
             # only needs one to start the prompt on its own line.
@@ -88,8 +87,8 @@ class ChatSession:
             except EOFError:
                 return 0
             except KeyboardInterrupt:
-                if not self.interactive or self.interrupted_at_prompt:
-                    return EXIT_INTERRUPTED
+                if not self.interactive or self.interrupted_at_prompt or terminated():
+                    return interrupted_status()
                 self.interrupted_at_prompt = True
                 self.display.notice("\n(press Ctrl-C again or type /exit to leave)")
                 continue
@@ -135,8 +134,8 @@ class ChatSession:
         self._stream(turn)
         self.last_turn = turn
         self._report(turn)
-        if turn.finish_reason == "interrupted" and not self.interactive:
-            return EXIT_INTERRUPTED
+        if turn.finish_reason == "interrupted" and (not self.interactive or terminated()):
+            return interrupted_status()
         return None
 
     def _stream(self, turn):
@@ -191,6 +190,8 @@ class ChatSession:
         try:
             answer = self.source.ask(question)
         except (EOFError, KeyboardInterrupt):
+            if terminated():
+                raise
             self.display.notice("")
             return False
         return answer.strip().lower() in ("y", "yes", "d", "drop")

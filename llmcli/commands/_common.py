@@ -58,14 +58,42 @@ def _isatty(stream):
         return False
 
 
-def read_stdin_text(errors="strict"):
-    """All of stdin as text. Invalid UTF-8 is an InputError naming the byte offset,
-    unless errors='replace'."""
+# Far more text than any context holds, yet a bounded read: stdin or a file may be
+# /dev/zero or an endless pipe.
+MAX_PROMPT_BYTES = 64 << 20
+
+
+def read_limited(stream, what):
+    """All the bytes of a binary stream, refusing more than MAX_PROMPT_BYTES."""
     from llmcli.errors import InputError
 
-    data = sys.stdin.buffer.read()
+    data = stream.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise InputError(f"{what} holds more than {MAX_PROMPT_BYTES >> 20} MiB of text, "
+                         "far more than any context")
+    return data
+
+
+def read_stdin_text(errors="strict"):
+    """All of stdin as text ("" when stdin is closed). Invalid UTF-8 is an InputError
+    naming the byte offset, unless errors='replace'."""
+    from llmcli.errors import InputError
+
+    data = read_limited(sys.stdin.buffer, "stdin") if sys.stdin is not None else b""
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
         raise InputError(f"stdin is not valid UTF-8 (byte offset {exc.start}); "
                          "use --errors replace to substitute U+FFFD") from None
+
+
+_C1_AND_DEL = re.compile("[\x7f-\x9f]")
+
+
+def json_text(obj):
+    """JSON with non-ASCII kept readable; DEL and C1 controls escaped (json.dumps escapes
+    only C0), so the line is safe on a terminal and still valid JSON."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=False)
+    return _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

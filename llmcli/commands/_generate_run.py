@@ -1,15 +1,13 @@
 """What `llm generate` does once its options are parsed: load the model, build the
 prompt tokens (chat template or raw), sample, and write the chunks in the chosen
 format. Printing happens only here and in the command module."""
-import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 
 import click
 
-from llmcli.commands._common import terminal_safe
+from llmcli.commands._common import json_text, terminal_safe
 
 
 @dataclass
@@ -37,6 +35,8 @@ class GenerateRequest:
     raw_output: bool = False
     decode_errors: str = "strict"
     verbose: bool = False
+    show_probs: int = 0       # --show-probs K: each token with K alternatives
+    step: bool = False        # --step: interactive, on a terminal
 
 
 def run(request, load_model):
@@ -61,9 +61,20 @@ def run(request, load_model):
 
     logprobs = {"text": None, "json": request.top_logprobs or None,
                 "jsonl": request.top_logprobs}[request.output_format]
+    if request.show_probs and request.verbose:
+        logprobs = request.show_probs   # the raw distribution too
+    if request.step:
+        from llmcli.commands._show_probs import StepSampler
+
+        sampler = StepSampler(sampler, model.tokenizer, len(prompt_ids))
     chunks = generate(model, prompt_ids, sampler, request.max_tokens, request.stops,
-                      request.ignore_eos, logprobs=logprobs)
+                      request.ignore_eos, logprobs=logprobs,
+                      top_probs=request.show_probs + 1 if request.show_probs else 0)
     writer = _WRITERS[request.output_format](request, model, sampler, use_chat, prompt_ids)
+    if request.show_probs:
+        from llmcli.commands._show_probs import ShowProbsWriter
+
+        writer = ShowProbsWriter(writer)
     final = _drive(chunks, writer)
     if final is None:   # Ctrl-C before the generator even started
         raise KeyboardInterrupt
@@ -91,6 +102,13 @@ def _drive(chunks, writer):
     return last
 
 
+def prompt_for(request, model):
+    """(chat mode?, text the model sees, its token ids) for request.prompt, built the way
+    `llm generate` builds it (also used by the views: `llm probs`, `explain`...)."""
+    use_chat = _chat_mode(request, model)
+    return (use_chat, *_prompt_tokens(request, model, use_chat))
+
+
 def _chat_mode(request, model):
     has_template = bool(model.tokenizer.chat_template)
     if request.raw_mode is False and not has_template:
@@ -116,7 +134,9 @@ def _prompt_tokens(request, model, use_chat):
 
 
 def _echo_err(text):
-    click.echo(text, err=True)
+    # Model names and paths come from files: escaped on a terminal; elsewhere exactly as
+    # they are (color=True: Click would strip what looks like ANSI codes).
+    click.echo(terminal_safe(text, sys.stderr), err=True, color=True)
 
 
 def _stats_text(stats, load_seconds, finish_reason):
@@ -135,14 +155,6 @@ def _stats_text(stats, load_seconds, finish_reason):
 
 # --- output formats ------------------------------------------------------------------------
 
-_C1_AND_DEL = re.compile("[\x7f-\x9f]")
-
-
-def _json_text(obj):
-    """JSON with non-ASCII kept readable; DEL and C1 controls escaped (json.dumps escapes
-    only C0), so the line is safe on a terminal and still valid JSON."""
-    text = json.dumps(obj, ensure_ascii=False)
-    return _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class _Writer:
@@ -214,19 +226,19 @@ class _JsonWriter(_Writer):
         obj = self.summary(final, load_seconds)
         if self.request.top_logprobs:
             obj["logprobs"] = self.records
-        self.write(_json_text(obj) + "\n")
+        self.write(json_text(obj) + "\n")
 
 
 class _JsonlWriter(_Writer):
     def chunk(self, chunk):
         super().chunk(chunk)
         if chunk.token is not None:
-            self.write(_json_text({"type": "token", **self.token_record(chunk)}) + "\n")
+            self.write(json_text({"type": "token", **self.token_record(chunk)}) + "\n")
         elif chunk.text:   # text released by an interruption, with no token of its own
-            self.write(_json_text({"type": "text", "text": chunk.text}) + "\n")
+            self.write(json_text({"type": "text", "text": chunk.text}) + "\n")
 
     def finish(self, final, load_seconds):
-        self.write(_json_text({"type": "summary", **self.summary(final, load_seconds)})
+        self.write(json_text({"type": "summary", **self.summary(final, load_seconds)})
                    + "\n")
 
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from llmcli.commands._common import model_option, read_stdin_text
+from llmcli.commands._common import model_option, read_limited, read_stdin_text
 from llmcli.commands._options import (max_tokens_option, runtime_options,
                                       sampler_options)
 
@@ -88,6 +88,14 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
 @click.option("--errors", "decode_errors", type=click.Choice(["strict", "replace"]),
               default="strict", show_default=True,
               help="Invalid UTF-8 in stdin or --file: an error, or U+FFFD.")
+@click.option("--show-probs", type=click.IntRange(0, 20), default=0, metavar="K",
+              show_default=True,
+              help="Show each token on its own line with its probability and the K most "
+                   "likely alternatives in the distribution the sampler drew from (with "
+                   "--verbose also the model's raw distribution); then the whole text.")
+@click.option("--step", is_flag=True,
+              help="On a terminal: after each draw show the top 10 alternatives; Enter "
+                   "keeps the drawn token, a digit picks another, q stops.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the model, mode and sampler chain (with its seed) to stderr.",
               **_env("VERBOSE"))
@@ -98,13 +106,28 @@ def generate(ctx, prompt, model, prompt_file, **options):
     if options["top_logprobs"] and options["output_format"] == "text":
         raise click.BadParameter("needs --format json or jsonl", ctx,
                                  param_hint="--top-logprobs")
+    _check_view_options(options)
     text = _prompt_text(prompt, prompt_file, options["decode_errors"])
     request = GenerateRequest(model=model, prompt=text, **options)
     finish_reason = run(request, _load_model)
     if finish_reason == "interrupted":
-        # Ctrl-C: the partial output and stats are out; exit like a shell would (128+2).
+        # Ctrl-C or SIGTERM: the partial output and stats are out; exit like a shell
+        # would (128 + the signal).
         # (sys.exit, not ctx.exit: Click would turn the latter into a return value.)
-        sys.exit(130)
+        from llmcli.cli import interrupted_status
+
+        sys.exit(interrupted_status())
+
+
+def _check_view_options(options):
+    """--show-probs and --step render their own text view; --step needs a terminal."""
+    for flag, on in (("--show-probs", options["show_probs"]), ("--step", options["step"])):
+        if on and options["output_format"] != "text":
+            raise click.UsageError(f"{flag} works with --format text "
+                                   "(JSON has --top-logprobs)")
+    if options["step"] and not (_isatty(sys.stdin) and _isatty(sys.stdout)):
+        raise click.UsageError("--step is interactive: it needs a terminal on stdin and "
+                               "stdout (use --show-probs K to see the choices in a pipe)")
 
 
 def _load_model(name_or_path, n_ctx, threads):
@@ -116,7 +139,8 @@ def _load_model(name_or_path, n_ctx, threads):
 
 def _prompt_text(prompt, prompt_file, decode_errors):
     """The prompt from its sources: stdin (piped, or PROMPT "-"), --file, PROMPT."""
-    stdin_is_tty = _isatty(sys.stdin)
+    # a closed stdin (`<&-`) is None: nothing to read, like a terminal
+    stdin_is_tty = sys.stdin is None or _isatty(sys.stdin)
     if prompt is None and prompt_file is None and stdin_is_tty:
         raise click.UsageError("no prompt: give PROMPT, -f FILE, or pipe text on stdin")
     parts = []
@@ -137,7 +161,7 @@ def _read_file(path, decode_errors):
 
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = read_limited(f, f"--file {path}")
     except OSError as exc:
         raise InputError(f"cannot read --file {path}: {exc.strerror}") from None
     try:

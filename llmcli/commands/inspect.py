@@ -77,7 +77,8 @@ def inspect(ctx, model_arg, model, output_format, show_tensors, show_template):
         template = info["chat_template"]
         if template is None:
             raise click.ClickException("this model has no chat template")
-        click.echo(terminal_safe(template))
+        # color=True: through a pipe the template is printed exactly, ANSI-like text and all
+        click.echo(terminal_safe(template), color=True)
     else:
         _print_text(info)
 
@@ -96,6 +97,7 @@ def describe(gguf_file, with_tensors=False):
         raise ModelError(f"architecture {arch!r} is not supported (supported: "
                          f"{', '.join(SUPPORTED_ARCHITECTURES)})")
     file_type = metadata.get("general.file_type")
+    template = metadata.get("tokenizer.chat_template")
     tensors = list(gguf_file.tensors.values())
     info = {
         "path": str(gguf_file.path),
@@ -103,16 +105,17 @@ def describe(gguf_file, with_tensors=False):
         "gguf_version": gguf_file.version,
         "alignment": gguf_file.alignment,
         "architecture": arch,
-        "name": metadata.get("general.name"),
+        "name": _plain(metadata.get("general.name")),
         "file_type": FILE_TYPES.get(file_type) if isinstance(file_type, int) else None,
         "hyperparameters": _hyperparameters(metadata, arch),
         "tokenizer": _tokenizer(metadata),
-        "chat_template": metadata.get("tokenizer.chat_template"),
+        # a template that is not a string is no template; it stays in "metadata" below
+        "chat_template": template if isinstance(template, str) else None,
         "n_tensors": len(tensors),
         "n_parameters": sum(t.n_elements for t in tensors),
         "tensor_types": _tensor_types(tensors),
         "metadata": {key: _plain(value) for key, value in metadata.items()
-                     if key != "tokenizer.chat_template"},
+                     if key != "tokenizer.chat_template" or not isinstance(value, str)},
     }
     if with_tensors:
         info["tensors"] = [{"name": t.name, "type": t.type.name, "shape": list(t.shape),
@@ -123,36 +126,35 @@ def describe(gguf_file, with_tensors=False):
 
 def _hyperparameters(metadata, arch):
     values = {field: _plain(metadata.get(f"{arch}.{key}")) for field, key, _ in HYPERPARAMETERS}
-    if values["head_dim"] is None and values["n_embd"] and values["n_heads"]:
+    if values["head_dim"] is None and _positive_int(values["n_embd"]) \
+            and _positive_int(values["n_heads"]):
         values["head_dim"] = values["n_embd"] // values["n_heads"]
-    tokens = metadata.get("tokenizer.ggml.tokens")
-    if values["n_vocab"] is None and tokens is not None:
-        values["n_vocab"] = len(tokens)
+    if values["n_vocab"] is None:
+        values["n_vocab"] = _length(metadata.get("tokenizer.ggml.tokens"))
     if values["norm_eps"] is None:
         values["norm_eps"] = _plain(metadata.get(f"{arch}.attention.layer_norm_epsilon"))
     return values
 
 
 def _tokenizer(metadata):
-    kind = metadata.get("tokenizer.ggml.model")
+    kind = _plain(metadata.get("tokenizer.ggml.model"))
     tokens = metadata.get("tokenizer.ggml.tokens")
-    n_tokens = len(tokens) if tokens is not None else 0
+    n_tokens = _length(tokens) or 0
     special = {}
     for key, value in metadata.items():
         if key.startswith("tokenizer.ggml.") and key.endswith("_token_id") and isinstance(value, int):
             role = key[len("tokenizer.ggml."):-len("_token_id")]
             text = tokens[value] if 0 <= value < n_tokens else None
-            special[role] = {"id": value, "text": text}
-    merges = metadata.get("tokenizer.ggml.merges")
+            special[role] = {"id": value, "text": text if isinstance(text, str) else None}
     return {
         "model": kind,
-        "kind": TOKENIZER_KINDS.get(kind, "unknown"),
-        "pre": metadata.get("tokenizer.ggml.pre"),
+        "kind": TOKENIZER_KINDS.get(kind, "unknown") if isinstance(kind, str) else "unknown",
+        "pre": _plain(metadata.get("tokenizer.ggml.pre")),
         "n_tokens": n_tokens,
-        "n_merges": len(merges) if merges is not None else None,
+        "n_merges": _length(metadata.get("tokenizer.ggml.merges")),
         "has_scores": "tokenizer.ggml.scores" in metadata,
-        "add_bos": metadata.get("tokenizer.ggml.add_bos_token"),
-        "add_eos": metadata.get("tokenizer.ggml.add_eos_token"),
+        "add_bos": _plain(metadata.get("tokenizer.ggml.add_bos_token")),
+        "add_eos": _plain(metadata.get("tokenizer.ggml.add_eos_token")),
         "special_tokens": special,
     }
 
@@ -164,6 +166,20 @@ def _tensor_types(tensors):
         sizes[t.type.name] += t.nbytes
     return [{"type": name, "count": counts[name], "bytes": sizes[name]}
             for name in sorted(counts, key=lambda n: -sizes[n])]
+
+
+def _length(value):
+    """len() of an array value; None for anything else (a hostile file may put a number
+    where an array belongs)."""
+    import numpy as np
+
+    from llmcli.gguf import StringArray
+
+    return len(value) if isinstance(value, (np.ndarray, list, StringArray)) else None
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _plain(value):

@@ -69,11 +69,18 @@ def compare_model(llm: Llama, golden: dict) -> dict:
             "max_abs_dlogit_last": m["max_abs_dlogit_last"],
             "argmax_0.1": m["argmax_0.1"]._asdict(), "argmax_0.5": m["argmax_0.5"]._asdict(),
             "greedy": m["greedy"]._asdict(), "greedy_ids": greedy,
+            "greedy_divergence_margin": divergence_margin(prompt, m["greedy"].agree_len),
         })
         print(f"  {prompt['name']:<18} {len(prompt['ids']):4d} tok  "
               f"max|dlogit| {m['max_abs_dlogit']:.3f}  greedy {m['greedy'].agree_len:2d}/"
               f"{m['greedy'].required_len:2d}", flush=True)
     return {"prompts": rows, "summary": summarize(rows)}
+
+
+def divergence_margin(prompt: dict, agree_len: int):
+    """The reference's margin at the step where a continuation first left it (None if never)."""
+    margins = prompt["greedy_margins"]
+    return margins[agree_len] if agree_len < len(margins) else None
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -91,6 +98,10 @@ def summarize(rows: list[dict]) -> dict:
         "greedy_agree_len": {"median": float(np.median(agree_lens)), "min": min(agree_lens),
                              "full_32": sum(n == 32 for n in agree_lens)},
         "greedy_ok": sum(r["greedy"]["ok"] for r in rows),
+        # the near-tie threshold under which every llama.cpp divergence would be excused
+        "greedy_max_divergence_margin": max(
+            (r["greedy_divergence_margin"] for r in rows
+             if r["greedy_divergence_margin"] is not None), default=0.0),
         "n_prompts": len(rows),
         "tokenization_mismatches": [r["name"] for r in rows if not r["tokenization_matches"]],
     }
@@ -115,22 +126,32 @@ def window_check(llm: Llama, path: pathlib.Path) -> dict:
     out = {}
     for window, ref in check["variants"].items():
         diffs = top20_max_abs_diff(logits[ref["positions"]], ref["top_ids"], ref["top_logits"])
-        out[window] = summary(diffs)
+        out[window] = {**summary(diffs), "positions": ref["positions"],
+                       "max_abs_dlogit": [round(float(d), 4) for d in diffs]}
     return out
 
 
 def print_table(results: dict) -> None:
-    print("\nllama.cpp vs float32 reference (transformers); max|dlogit| over the reference's"
-          " top-20 at each prompt's last position")
-    print(f"{'model':<8} {'max|dlogit| median':>18} {'max':>6} {'argmax m>0.1':>13} "
-          f"{'argmax m>0.5':>13} {'greedy len median':>18} {'min':>4} {'greedy ok':>10}")
+    print("\nllama.cpp vs float32 reference (transformers). max|dlogit|: max over the "
+          "reference's top-20 at each prompt's last position (median, max over prompts);\n"
+          "argmax: agreement where the reference margin > 0.1 / 0.5; greedy: leading tokens "
+          "equal to the reference's 32, prompts passing the near-tie rule (margin < 0.1),\n"
+          "and the largest reference margin at which llama.cpp's continuation left it")
+    print(f"{'model':<8} {'dlogit med':>10} {'max':>6} {'argmax>0.1':>11} {'argmax>0.5':>11} "
+          f"{'greedy med':>10} {'min':>4} {'rule ok':>8} {'div. margin':>11}")
     for name, res in results.items():
         s = res["summary"]
-        print(f"{name:<8} {s['max_abs_dlogit_last']['median']:18.3f} "
+        print(f"{name:<8} {s['max_abs_dlogit_last']['median']:10.3f} "
               f"{s['max_abs_dlogit_last']['max']:6.3f} "
-              f"{100 * s['argmax_0.1']['rate']:12.2f}% {100 * s['argmax_0.5']['rate']:12.2f}% "
-              f"{s['greedy_agree_len']['median']:18.1f} {s['greedy_agree_len']['min']:4d} "
-              f"{s['greedy_ok']:>6}/{s['n_prompts']}")
+              f"{100 * s['argmax_0.1']['rate']:10.2f}% {100 * s['argmax_0.5']['rate']:10.2f}% "
+              f"{s['greedy_agree_len']['median']:10.1f} {s['greedy_agree_len']['min']:4d} "
+              f"{s['greedy_ok']:>5}/{s['n_prompts']:<2} {s['greedy_max_divergence_margin']:11.3f}")
+        if "window_check" in res:
+            print(f"{'':8} sliding-window check, max|dlogit| vs the reference run with window:")
+            for window, v in res["window_check"].items():
+                figures = " ".join(f"{p}:{d:.3f}" for p, d in zip(v["positions"],
+                                                                  v["max_abs_dlogit"]))
+                print(f"{'':10} {window}: {figures}")
         if "perplexity" in res:
             p = res["perplexity"]
             change = 100 * (p["llamacpp"] / p["reference"] - 1)

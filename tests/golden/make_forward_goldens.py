@@ -17,6 +17,7 @@ import hashlib
 import json
 import pathlib
 import sys
+import unicodedata
 
 import gguf
 import numpy as np
@@ -125,10 +126,40 @@ def load_reference(model_dir: pathlib.Path, gguf_name: str):
     return model, tokenizer
 
 
+def split_numbers(text: str) -> list[str]:
+    """The first stage of SmolLM2's `smollm` pre-tokenizer (regex \\p{N}): every number
+    character becomes a piece of its own, the text between stays whole."""
+    pieces, current = [], ""
+    for ch in text:
+        if unicodedata.category(ch).startswith("N"):
+            pieces += [current, ch] if current else [ch]
+            current = ""
+        else:
+            current += ch
+    return pieces + [current] if current else pieces
+
+
+def reference_ids(model_name: str, tokenizer, text: str) -> list[int]:
+    """The reference tokenizer's ids for text, BOS added per the model's setting.
+
+    transformers does not know SmolLM2's `smollm` pre-tokenizer: it runs GPT-2's regex
+    without first isolating digits, which changes the ids where whitespace precedes a
+    digit (two newlines before "1." become two single-newline tokens instead of one
+    double-newline token). So for SmolLM2 we split the numbers off first and tokenize
+    each piece alone, as llama.cpp does. SmolLM2 adds no BOS, so nothing is lost by
+    tokenizing pieces without special tokens.
+    """
+    if model_name != "smollm2":
+        return tokenizer(text, add_special_tokens=True)["input_ids"]
+    assert not tokenizer.add_bos_token
+    return [i for piece in split_numbers(text)
+            for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
+
+
 def build_prompts(model_name: str, tokenizer, control_ids: set[int]) -> list[dict]:
     prompts = []
     for name, text in RAW_PROMPTS:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        ids = reference_ids(model_name, tokenizer, text)
         add_bos = ids[:1] == [tokenizer.bos_token_id] and tokenizer.add_bos_token
         body = ids[1:] if add_bos else ids
         # HF parses special-token strings even in raw text; make sure none was there.
@@ -139,7 +170,7 @@ def build_prompts(model_name: str, tokenizer, control_ids: set[int]) -> list[dic
         for name, messages in CHAT_PROMPTS:
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                  tokenize=False)
-            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+            ids = reference_ids(model_name, tokenizer, text)
             assert ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>"), (name, ids)
             prompts.append({"name": name, "kind": "chat", "messages": messages, "text": text,
                             "add_bos": False, "parse_special": True, "ids": ids})

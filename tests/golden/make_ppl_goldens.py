@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from make_forward_goldens import HERE, load_reference, reference_info
+from make_forward_goldens import HERE, load_reference, reference_ids, reference_info
 from ppl import perplexity, perplexity_windows, window_nll
 
 N_CTX = 512
@@ -25,8 +25,8 @@ def window_logits(model, window: list[int]):
     return model(input_ids=torch.tensor([window]), use_cache=False).logits[0].float().numpy()
 
 
-def reference_perplexity(model, tokenizer, text: str, n_ctx: int) -> dict:
-    tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+def reference_perplexity(model_name: str, model, tokenizer, text: str, n_ctx: int) -> dict:
+    tokens = reference_ids(model_name, tokenizer, text)
     add_bos = bool(tokenizer.add_bos_token) and tokens[0] == tokenizer.bos_token_id
     windows = perplexity_windows(tokens, n_ctx, tokenizer.bos_token_id if add_bos else None)
     per_window = []
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         model, tokenizer = load_reference(args.model_dir, f"{model_name}.gguf")
         print(f"{model_name}:")
         result = {"model": model_name, "text_file": args.text.name,
-                  **reference_perplexity(model, tokenizer, text, N_CTX)}
+                  **reference_perplexity(model_name, model, tokenizer, text, N_CTX)}
         result["reference"]["info"] = reference_info(model)
         out = HERE / f"ppl_{model_name}.json"
         out.write_text(json.dumps(result, separators=(",", ":")) + "\n", encoding="utf-8")

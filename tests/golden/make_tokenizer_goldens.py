@@ -32,6 +32,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 CORPUS = HERE / "tokenizer_corpus.json"
 MODELS = {"smollm2": "smollm2.gguf", "gemma3": "gemma3.gguf"}
+WITH_SPECIAL = 8  # texts also encoded with BOS/EOS added by the model's own rule
 EXTRA_VOCABS = {"gpt-2": "ggml-vocab-gpt-2.gguf", "llama-bpe": "ggml-vocab-llama-bpe.gguf",
                 "qwen2": "ggml-vocab-qwen2.gguf"}
 
@@ -81,7 +82,10 @@ def llama_cpp_ids(path, texts):
     import llama_cpp
 
     model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    result = {"plain": [], "special": [], "version": llama_cpp.__version__}
+    result = {"plain": [], "special": [], "version": llama_cpp.__version__,
+              # add_bos=True: llama.cpp adds BOS (and EOS) as the file's metadata says
+              "add_special": [model.tokenize(t.encode(), add_bos=True, special=False)
+                              for t in texts[:WITH_SPECIAL]]}
     for text in texts:
         data = text.encode("utf-8")
         result["plain"].append(model.tokenize(data, add_bos=False, special=False) if data else [])
@@ -146,7 +150,8 @@ def model_goldens(name, hf, hf_raw, lcpp, texts, renamed_user_ids):
             disagreements.append({"text": i, "mode": mode, "hf": hf[mode][i],
                                   "llama_cpp": lcpp[mode][i],
                                   "followed": "hf" if follow_hf else "llama_cpp", "why": why})
-    golden = {"plain": expected["plain"], "special": {}, "disagreements": disagreements}
+    golden = {"plain": expected["plain"], "special": {}, "add_special": lcpp["add_special"],
+              "disagreements": disagreements}
     for i in range(len(texts)):
         if expected["special"][i] != expected["plain"][i]:
             golden["special"][str(i)] = expected["special"][i]

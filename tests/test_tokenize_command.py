@@ -1,0 +1,150 @@
+"""`llm tokenize` / `llm detokenize`, through Click's runner and through real processes.
+Expected ids come from the goldens (transformers / llama.cpp), not from our tokenizer."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gguf_writer import GGUFWriter
+from llmcli.cli import cli
+from llmcli.token_text import BYTE_CHARS
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+TEXTS = json.loads((GOLDEN / "tokenizer_corpus.json").read_text())["texts"]
+GOLDENS = json.loads((GOLDEN / "tokenizer_goldens.json").read_text())["models"]
+LOVE = TEXTS.index("I love programming.")
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(cli, list(args), input=input)
+    return result
+
+
+def llm(*args, input=None):
+    """The real `llm` entry point in a child process: exit code, stdout, stderr."""
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "llmcli", *args], input=input,
+                          capture_output=True, env=env, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_ids_match_goldens_with_the_models_bos_rule(smollm2_path, gemma3_path):
+    for path, name in ((smollm2_path, "smollm2"), (gemma3_path, "gemma3")):
+        for index in (LOVE, TEXTS.index("3.14159")):
+            result = run("tokenize", "-m", str(path), "--ids", TEXTS[index])
+            assert result.exit_code == 0, result.output
+            expected = GOLDENS[name]["add_special"][index] if index < 8 else \
+                ([2] if name == "gemma3" else []) + GOLDENS[name]["plain"][index]
+            assert result.output == " ".join(map(str, expected)) + "\n"
+
+
+def test_count_and_bos_switches(smollm2_path, gemma3_path):
+    plain = GOLDENS["smollm2"]["plain"][LOVE]
+    assert run("tokenize", "-m", str(smollm2_path), "--count", TEXTS[LOVE]).output == f"{len(plain)}\n"
+    with_bos = run("tokenize", "-m", str(smollm2_path), "--ids", "--bos", TEXTS[LOVE]).output
+    assert with_bos.split() == [str(i) for i in [1] + plain]
+    no_bos = run("tokenize", "-m", str(gemma3_path), "--ids", "--no-bos", TEXTS[LOVE]).output
+    assert no_bos.split() == [str(i) for i in GOLDENS["gemma3"]["plain"][LOVE]]
+
+
+def test_parse_special_is_off_by_default(smollm2_path):
+    default = run("tokenize", "-m", str(smollm2_path), "--ids", "<|im_end|>").output.split()
+    assert "2" not in default and len(default) > 1
+    parsed = run("tokenize", "-m", str(smollm2_path), "--ids", "--parse-special", "<|im_end|>")
+    assert parsed.output == "2\n"
+
+
+def test_json_output(smollm2_path):
+    text = "héllo 😀"
+    result = run("tokenize", "-m", str(smollm2_path), "--format", "json", text)
+    data = json.loads(result.output)
+    assert data["count"] == len(data["ids"]) == len(data["tokens"])
+    assert b"".join(bytes.fromhex(t["bytes"]) for t in data["tokens"]).decode() == text
+    assert [t["id"] for t in data["tokens"]] == data["ids"]
+    assert data["tokens"][0]["piece"] == "h" and data["tokens"][0]["special"] is False
+    partial = [t for t in data["tokens"] if t["text"] is None]
+    assert partial, "the emoji's bytes split across tokens show as text=null"
+    assert result.output.isascii()
+
+
+def test_default_view_shows_split_table_and_count(smollm2_path):
+    text = "I love programming\n\tok"
+    ids = run("tokenize", "-m", str(smollm2_path), "--ids", text).output.split()
+    lines = run("tokenize", "-m", str(smollm2_path), text).output.splitlines()
+    # without colours (not a terminal) a bar separates the tokens
+    assert lines[:2] == ["I│␣love│␣programming│\\n", "\\t│ok"]
+    rows = [line.split() for line in lines[lines.index("") + 2:-2]]
+    assert [row[1] for row in rows] == ids and rows[1] == ["1", "2606", "␣love"]
+    assert lines[-1] == f"{len(ids)} tokens"
+
+
+def test_control_characters_never_reach_the_terminal_raw(smollm2_path):
+    result = run("tokenize", "-m", str(smollm2_path), "\x1b[31mred\x1b[0m \x9b")
+    assert "\x1b" not in result.output and "\x9b" not in result.output
+    assert "\\x1b" in result.output
+
+
+def test_stdin_and_dash(smollm2_path):
+    expected = " ".join(map(str, GOLDENS["smollm2"]["plain"][LOVE])) + "\n"
+    assert run("tokenize", "-m", str(smollm2_path), "--ids", "-", input=TEXTS[LOVE]).output == expected
+    code, out, err = llm("tokenize", "-m", str(smollm2_path), "--ids", input=TEXTS[LOVE].encode())
+    assert (code, out.decode(), err) == (0, expected, b"")
+
+
+def test_invalid_utf8_on_stdin_names_the_offset(smollm2_path):
+    code, out, err = llm("tokenize", "-m", str(smollm2_path), "--ids", input=b"ab\xffcd")
+    assert code == 1 and out == b""
+    assert err.decode().strip().splitlines() == [
+        "Error: stdin is not valid UTF-8 (byte offset 2); use --errors replace to substitute U+FFFD"]
+    code, out, _ = llm("tokenize", "-m", str(smollm2_path), "--ids", "--errors", "replace",
+                       input=b"ab\xffcd")
+    replaced = run("tokenize", "-m", str(smollm2_path), "--ids", "ab\ufffdcd").output
+    assert code == 0 and out.decode() == replaced
+
+
+def test_invalid_utf8_argument_names_the_offset(smollm2_path):
+    code, _, err = llm("tokenize", "-m", str(smollm2_path), os.fsdecode(b"ok\xfe"))
+    assert code == 1 and b"byte offset 2" in err and b"Traceback" not in err
+
+
+def test_empty_stdin_is_zero_tokens(smollm2_path):
+    result = run("tokenize", "-m", str(smollm2_path), "--count", input="")
+    assert result.exit_code == 0 and result.output == "0\n"
+
+
+def test_detokenize_round_trip_and_pipe(smollm2_path):
+    ids = GOLDENS["smollm2"]["plain"][LOVE]
+    result = run("detokenize", "-m", str(smollm2_path), *map(str, ids))
+    assert result.output == TEXTS[LOVE]
+    assert run("detokenize", "-m", str(smollm2_path), ",".join(map(str, ids))).output == TEXTS[LOVE]
+    code, out, _ = llm("detokenize", "-m", str(smollm2_path), input=" ".join(map(str, ids)).encode())
+    assert (code, out.decode()) == (0, TEXTS[LOVE])
+    assert run("detokenize", "-m", str(smollm2_path), "--skip-special", "1", "57", "2").output == "I"
+
+
+def test_detokenize_rejects_ids_outside_the_vocab(smollm2_path):
+    code, out, err = llm("detokenize", "-m", str(smollm2_path), "57", "49152")
+    assert code == 1 and out == b""
+    assert err.decode().strip() == "Error: token id 49152 is outside the vocabulary (0..49151)"
+    code, _, err = llm("detokenize", "-m", str(smollm2_path), "57", "x1")
+    assert code == 2 and b"'x1' is not a token id" in err
+
+
+def test_unknown_pretokenizer_warns_on_stderr(tmp_path):
+    writer = GGUFWriter()
+    writer.add("general.architecture", "llama")
+    writer.add("tokenizer.ggml.model", "gpt2")
+    writer.add("tokenizer.ggml.pre", "mystery")
+    writer.add("tokenizer.ggml.tokens", [BYTE_CHARS[b] for b in range(256)] + ["Ġt"])
+    writer.add("tokenizer.ggml.token_type", np.ones(257, dtype=np.int32))
+    writer.add("tokenizer.ggml.merges", ["Ġ t"])
+    path = writer.write(tmp_path / "tiny.gguf")
+    code, out, err = llm("tokenize", "-m", str(path), "--ids", "a t")
+    assert code == 0 and out.decode() == f"{ord('a')} 256\n"
+    assert err.decode().strip() == ("Warning: unknown pre-tokenizer tokenizer.ggml.pre = 'mystery'; "
+                                    "splitting words by GPT-2's rules instead")

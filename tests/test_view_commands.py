@@ -1,0 +1,259 @@
+"""The view commands: JSON schemas, fixed-width snapshots (fake model, fixed seed; set
+LLMCLI_UPDATE_SNAPSHOTS=1 to rewrite tests/snapshots/), --show-probs against the
+sampler's own distribution, --step through a pseudo-terminal, and runs of every view
+on both real models checking structural facts."""
+import io
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import llmcli.commands.generate as generate_command
+from llmcli.cli import cli
+from llmcli.generate import generate
+from llmcli.sampling import make_sampler
+
+from fakes import FakeModel, FakeTokenizer, hashed_rule
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SNAPSHOTS = os.path.join(HERE, "snapshots")
+SENTENCE = "The trophy didn't fit in the suitcase because it was too big"
+
+
+def fake_model(n_ctx=256):
+    return FakeModel(hashed_rule(seed=11, scale=2.5), n_ctx=n_ctx,
+                     tokenizer=FakeTokenizer(chat_template=None))
+
+
+@pytest.fixture
+def fake_loader(monkeypatch):
+    monkeypatch.setattr(generate_command, "_load_model",
+                        lambda name, n_ctx, threads: fake_model(n_ctx or 256))
+
+
+def recording_console():
+    from rich.console import Console
+
+    return Console(width=100, record=True, color_system=None, file=io.StringIO())
+
+
+def check_snapshot(name, text):
+    path = os.path.join(SNAPSHOTS, name)
+    if os.environ.get("LLMCLI_UPDATE_SNAPSHOTS") == "1" or not os.path.exists(path):
+        os.makedirs(SNAPSHOTS, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    with open(path, encoding="utf-8") as f:
+        assert text == f.read(), f"{name} changed (LLMCLI_UPDATE_SNAPSHOTS=1 to accept)"
+
+
+def run_cli(args):
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+# --- snapshots (fake model) -----------------------------------------------------------------
+
+def test_probs_snapshot_and_json():
+    from llmcli.commands.probs import probs_view, render_probs
+
+    model = fake_model()
+    ids = model.tokenizer.encode("hi")
+    view = probs_view(model, False, ids, model.eval(ids), [0.5, 1.0, 2.0], 8, 40, 0.95, 0.05)
+    console = recording_console()
+    render_probs(console, view, model.tokenizer)
+    check_snapshot("probs.txt", console.export_text())
+    assert set(view) == {"model", "mode", "prompt_tokens", "filters", "kept", "temperatures"}
+    for column in view["temperatures"]:
+        assert set(column) == {"temperature", "entropy_bits", "top"}
+        assert set(column["top"][0]) == {"id", "text", "prob", "kept"}
+        probs = [t["prob"] for t in column["top"]]
+        assert probs == sorted(probs, reverse=True)
+
+
+def test_score_snapshot_and_json():
+    from llmcli.commands.score import render_score, score_view
+
+    model = fake_model()
+    ids = model.tokenizer.encode("hello there")
+    view = score_view(model, ids, model.logits(ids))
+    console = recording_console()
+    render_score(console, view, model.tokenizer)
+    check_snapshot("score.txt", console.export_text())
+    assert view["tokens"][0]["logprob"] is None and view["scored_tokens"] == len(ids) - 1
+    nll = [-t["logprob"] for t in view["tokens"][1:]]
+    assert view["perplexity"] == pytest.approx(np.exp(np.mean(nll)))
+
+
+def test_attention_snapshot_and_json():
+    from llmcli.commands.attention import attention_view, render_attention
+
+    model = fake_model()
+    ids = model.tokenizer.encode("the cat")
+    model.eval(ids, capture_attention=True)
+    view = attention_view(model, ids, model.attention_probs, 4, 1, None)
+    console = recording_console()
+    render_attention(console, view, model.tokenizer)
+    check_snapshot("attention.txt", console.export_text())
+    assert len(view["weights"]) == 5 and sum(view["weights"]) == pytest.approx(1.0)
+    assert set(view) == {"model", "n_layers", "n_heads", "layer", "head", "tokens", "query",
+                         "weights", "heads"}
+
+
+def test_explain_snapshot_and_json():
+    from llmcli.commands.explain import explain_view, render_explain
+
+    model = fake_model()
+    ids = model.tokenizer.encode("Hi")
+    sampler = make_sampler(temperature=1.0, seed=7)
+    chunks = list(generate(model, ids, sampler, max_tokens=4, logprobs=10, top_probs=3))
+    view = explain_view(model, False, ids, None, sampler, chunks)
+    console = recording_console()
+    render_explain(console, view, model.tokenizer)
+    check_snapshot("explain.txt", console.export_text())
+    assert [s["id"] for s in view["steps"]] == [c.token for c in chunks]
+    assert len(view["embedding"]["values"]) == 8 and view["embedding"]["size"] == 8
+
+
+def test_show_probs_snapshot(fake_loader):
+    out = run_cli(["generate", "hi", "--show-probs", "3", "-n", "5", "--seed", "7",
+                   "--top-k", "6", "-t", "1.3", "-v"])
+    check_snapshot("show_probs.txt", out)
+    assert out.count("raw: p=") == 5
+
+
+def test_show_probs_are_the_sampler_distribution(fake_loader):
+    """The alternatives printed at each step are the top of the Draw the sampler made,
+    with non-default settings (recomputed here by running the same seeded sampler)."""
+    from llmcli.commands._show_probs import probs_line
+
+    out = run_cli(["generate", "hi", "--show-probs", "4", "-n", "4", "--seed", "3",
+                   "--top-k", "7", "--top-p", "0.9", "-t", "1.6"])
+    model = fake_model()
+    sampler = make_sampler(temperature=1.6, top_k=7, top_p=0.9, seed=3)
+    lines = out.splitlines()
+    for n, chunk in enumerate(generate(model, model.tokenizer.encode("hi"), sampler, 4,
+                                       top_probs=5)):
+        assert chunk.prob == sampler.last.prob_of(chunk.token)
+        assert chunk.top_probs == sampler.last.top(5)
+        assert lines[n] == probs_line(model.tokenizer, chunk, 4).plain.rstrip()
+
+
+def test_json_formats_parse(fake_loader):
+    for args in (["probs", "hi", "-t", "0.2,1", "--format", "json"],
+                 ["score", "hello", "--format", "json"],
+                 ["attention", "the cat", "--token", "cat", "--format", "json"],
+                 ["explain", "hi", "-n", "2", "--seed", "1", "--format", "json"]):
+        assert isinstance(json.loads(run_cli(args)), dict)
+
+
+def test_usage_errors(fake_loader):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["generate", "hi", "--step"]).exit_code == 2
+    assert runner.invoke(cli, ["generate", "hi", "--show-probs", "2", "--format",
+                               "json"]).exit_code == 2
+    assert runner.invoke(cli, ["probs", "hi", "-t", "x"]).exit_code == 2
+    assert runner.invoke(cli, ["attention", "hi", "--layer", "top"]).exit_code == 2
+
+
+# --- --step through a pseudo-terminal -------------------------------------------------------
+
+def _read_until(fd, marker, timeout=30):
+    data, end = b"", time.time() + timeout
+    while marker not in data and time.time() < end:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_step_on_a_terminal():
+    """fake_llm runs the real CLI; a pty is its terminal. Step 1: pick choice 2;
+    step 2: Enter keeps the drawn token. The output is the chosen tokens."""
+    pid, fd = pty.fork()
+    if pid == 0:   # the child: the CLI with the fake model on the pty
+        os.environ["COLUMNS"] = "100"
+        os.environ["PYTHONPATH"] = os.path.dirname(HERE)
+        os.execv(sys.executable, [sys.executable, os.path.join(HERE, "fake_llm.py"),
+                                  "generate", "ab", "--step", "-n", "2", "-t", "1",
+                                  "--top-k", "0", "--top-p", "1", "--min-p", "0",
+                                  "--seed", "1"])
+    first = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
+    assert "[2]" in first
+    choice2 = first.split("[2] '", 1)[1].split("'", 1)[0]
+    os.write(fd, b"2\n")
+    second = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
+    assert f"text so far: '{choice2}'" in second
+    os.write(fd, b"\n")
+    rest = _read_until(fd, b"\n\n__never__", timeout=10).decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    drawn_line = next(line for line in second.splitlines() if "<- drawn" in line)
+    drawn = drawn_line.split("'", 1)[1].rsplit("'", 1)[0].replace("␣", " ")
+    assert drawn in rest     # Enter kept the drawn token: it is the text written last
+
+
+def test_step_without_a_terminal_is_a_usage_error():
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "fake_llm.py"), "generate",
+                           "hi", "--step"], capture_output=True, text=True, input="",
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(HERE)})
+    assert proc.returncode == 2 and "--step" in proc.stderr
+
+
+# --- real models -----------------------------------------------------------------------------
+
+@pytest.fixture(params=["smollm2_path", "gemma3_path"])
+def real_model(request, monkeypatch):
+    path = request.getfixturevalue(request.param)
+    monkeypatch.setattr(generate_command, "_load_model",
+                        lambda name, n_ctx, threads: __import__("llmcli.model").model.load(
+                            path, n_ctx=n_ctx or 512, threads=threads))
+    return path
+
+
+def test_real_probs(real_model):
+    view = json.loads(run_cli(["probs", "The capital of France is", "-t", "0.5,1,2",
+                               "--top", "5", "--format", "json"]))
+    entropies = [c["entropy_bits"] for c in view["temperatures"]]
+    assert entropies == sorted(entropies)                     # hotter = flatter
+    assert view["kept"]["chain"] <= min(view["kept"]["top_k"], view["kept"]["top_p"])
+
+
+def test_real_score(real_model):
+    view = json.loads(run_cli(["score", "The cat sat on the mat.", "--format", "json"]))
+    assert view["tokens"][0]["logprob"] is None
+    assert all(t["logprob"] < 0 for t in view["tokens"][1:])
+    assert 1 < view["perplexity"] < 1e6
+
+
+def test_real_attention_at_it(real_model):
+    view = json.loads(run_cli(["attention", SENTENCE, "--token", "it", "--format", "json"]))
+    assert view["query"]["text"].strip() == "it"
+    assert len(view["weights"]) == view["query"]["index"] + 1   # zero weight after "it"
+    assert sum(view["weights"]) == pytest.approx(1.0, abs=1e-4)
+    for row in view["heads"]:
+        assert sum(row) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_real_explain(real_model):
+    view = json.loads(run_cli(["explain", "The capital of France is", "-n", "3", "--raw",
+                               "--seed", "2", "--format", "json"]))
+    assert view["embedding"]["size"] == view["architecture"]["n_embd"]
+    first = view["steps"][0]
+    assert len(first["top"]) == 10 and first["prob"] > 0
+    assert 1 <= len(view["steps"]) <= 4
