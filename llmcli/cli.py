@@ -124,6 +124,8 @@ def main(argv=None):
     debug = bool(os.environ.get("LLMCLI_DEBUG"))
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()
+    if sys.stdin is None:   # started with stdin closed (`<&-`): read it as empty
+        sys.stdin = open(os.devnull, encoding="utf-8")
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="llm", standalone_mode=False)

@@ -153,6 +153,20 @@ def test_hostile_metadata_is_refused_at_load(tmp_path, case):
     assert_clean_error(generate(path, tmp_path), message)
 
 
+# The cases the tokenizer alone must refuse: `llm tokenize` builds nothing else.
+TOKENIZER_CASES = ["bool that is 2", "name not UTF-8", "tokens a number array",
+                   "template a number", "bos id a string", "token not UTF-8",
+                   "special token not UTF-8", "token types shorter than the tokens",
+                   "bos id past the vocab", "eos id negative", "token type 9"]
+
+
+@pytest.mark.parametrize("case", TOKENIZER_CASES)
+def test_hostile_metadata_through_llm_tokenize(tmp_path, case):
+    metadata, message = METADATA_CASES[case]
+    path = tiny_llama(tmp_path / "m.gguf", metadata=metadata)
+    assert_clean_error(run_llm("tokenize", "-m", path, "hi", home=tmp_path), message)
+
+
 def test_the_unmodified_tiny_model_generates(tmp_path):
     """The base of every case above is a good model: each failure is the change's."""
     outcome = generate(tiny_llama(tmp_path / "m.gguf"), tmp_path, "--raw")

@@ -136,3 +136,12 @@ def test_prompt_echo_on_a_terminal_is_escaped(evil_output_model, tmp_path):
     shown = on_terminal([*GENERATE, "-m", evil_output_model, "--show-prompt", "x" + OSC52],
                         tmp_path)
     assert "x\\x1b]52;c;cHduZWQ=\\x07" in shown
+
+
+def test_detokenized_escapes(evil_output_model, tmp_path):
+    """llm detokenize of the token spelling EVIL (the tiny vocab's last id)."""
+    from hostile_models import llama_vocab
+
+    token = str(len(llama_vocab()[0]))
+    assert_neutralised(on_terminal(["detokenize", "-m", evil_output_model, token], tmp_path))
+    assert through_pipe(["detokenize", "-m", evil_output_model, token], tmp_path) == EVIL

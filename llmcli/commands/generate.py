@@ -139,8 +139,7 @@ def _load_model(name_or_path, n_ctx, threads):
 
 def _prompt_text(prompt, prompt_file, decode_errors):
     """The prompt from its sources: stdin (piped, or PROMPT "-"), --file, PROMPT."""
-    # a closed stdin (`<&-`) is None: nothing to read, like a terminal
-    stdin_is_tty = sys.stdin is None or _isatty(sys.stdin)
+    stdin_is_tty = _isatty(sys.stdin)
     if prompt is None and prompt_file is None and stdin_is_tty:
         raise click.UsageError("no prompt: give PROMPT, -f FILE, or pipe text on stdin")
     parts = []

@@ -68,7 +68,7 @@ def detokenize(ids, model, skip_special):
     if sys.stdout.isatty():
         click.echo(terminal_safe(text))
     else:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)   # exactly: Click would strip ANSI-like text
 
 
 # ---- input ----
