@@ -25,9 +25,13 @@ from ppl import perplexity, perplexity_windows, window_nll
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def open_llama(path: pathlib.Path, n_ctx: int, threads: int) -> Llama:
+GGML_TYPE_F32 = 0
+
+
+def open_llama(path: pathlib.Path, n_ctx: int, threads: int, f32_kv: bool = False) -> Llama:
+    kv_type = {"type_k": GGML_TYPE_F32, "type_v": GGML_TYPE_F32} if f32_kv else {}
     return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                 n_threads_batch=threads, logits_all=True, verbose=False)
+                 n_threads_batch=threads, logits_all=True, verbose=False, **kv_type)
 
 
 def teacher_forced_logits(llm: Llama, ids: list[int]) -> np.ndarray:
@@ -69,11 +73,18 @@ def compare_model(llm: Llama, golden: dict) -> dict:
             "max_abs_dlogit_last": m["max_abs_dlogit_last"],
             "argmax_0.1": m["argmax_0.1"]._asdict(), "argmax_0.5": m["argmax_0.5"]._asdict(),
             "greedy": m["greedy"]._asdict(), "greedy_ids": greedy,
+            "greedy_divergence_margin": divergence_margin(prompt, m["greedy"].agree_len),
         })
         print(f"  {prompt['name']:<18} {len(prompt['ids']):4d} tok  "
               f"max|dlogit| {m['max_abs_dlogit']:.3f}  greedy {m['greedy'].agree_len:2d}/"
               f"{m['greedy'].required_len:2d}", flush=True)
     return {"prompts": rows, "summary": summarize(rows)}
+
+
+def divergence_margin(prompt: dict, agree_len: int):
+    """The reference's margin at the step where a continuation first left it (None if never)."""
+    margins = prompt["greedy_margins"]
+    return margins[agree_len] if agree_len < len(margins) else None
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -91,6 +102,10 @@ def summarize(rows: list[dict]) -> dict:
         "greedy_agree_len": {"median": float(np.median(agree_lens)), "min": min(agree_lens),
                              "full_32": sum(n == 32 for n in agree_lens)},
         "greedy_ok": sum(r["greedy"]["ok"] for r in rows),
+        # the near-tie threshold under which every llama.cpp divergence would be excused
+        "greedy_max_divergence_margin": max(
+            (r["greedy_divergence_margin"] for r in rows
+             if r["greedy_divergence_margin"] is not None), default=0.0),
         "n_prompts": len(rows),
         "tokenization_mismatches": [r["name"] for r in rows if not r["tokenization_matches"]],
     }
@@ -115,22 +130,32 @@ def window_check(llm: Llama, path: pathlib.Path) -> dict:
     out = {}
     for window, ref in check["variants"].items():
         diffs = top20_max_abs_diff(logits[ref["positions"]], ref["top_ids"], ref["top_logits"])
-        out[window] = summary(diffs)
+        out[window] = {**summary(diffs), "positions": ref["positions"],
+                       "max_abs_dlogit": [round(float(d), 4) for d in diffs]}
     return out
 
 
-def print_table(results: dict) -> None:
-    print("\nllama.cpp vs float32 reference (transformers); max|dlogit| over the reference's"
-          " top-20 at each prompt's last position")
-    print(f"{'model':<8} {'max|dlogit| median':>18} {'max':>6} {'argmax m>0.1':>13} "
-          f"{'argmax m>0.5':>13} {'greedy len median':>18} {'min':>4} {'greedy ok':>10}")
+def print_table(title: str, results: dict) -> None:
+    print(f"\n{title} vs the float32 reference (transformers). max|dlogit|: max over the "
+          "reference's top-20 at each prompt's last position (median, max over prompts);\n"
+          "argmax: agreement where the reference margin > 0.1 / 0.5; greedy: leading tokens "
+          "equal to the reference's 32, prompts passing the near-tie rule (margin < 0.1),\n"
+          "and the largest reference margin at which llama.cpp's continuation left it")
+    print(f"{'model':<8} {'dlogit med':>10} {'max':>6} {'argmax>0.1':>11} {'argmax>0.5':>11} "
+          f"{'greedy med':>10} {'min':>4} {'rule ok':>8} {'div. margin':>11}")
     for name, res in results.items():
         s = res["summary"]
-        print(f"{name:<8} {s['max_abs_dlogit_last']['median']:18.3f} "
+        print(f"{name:<8} {s['max_abs_dlogit_last']['median']:10.3f} "
               f"{s['max_abs_dlogit_last']['max']:6.3f} "
-              f"{100 * s['argmax_0.1']['rate']:12.2f}% {100 * s['argmax_0.5']['rate']:12.2f}% "
-              f"{s['greedy_agree_len']['median']:18.1f} {s['greedy_agree_len']['min']:4d} "
-              f"{s['greedy_ok']:>6}/{s['n_prompts']}")
+              f"{100 * s['argmax_0.1']['rate']:10.2f}% {100 * s['argmax_0.5']['rate']:10.2f}% "
+              f"{s['greedy_agree_len']['median']:10.1f} {s['greedy_agree_len']['min']:4d} "
+              f"{s['greedy_ok']:>5}/{s['n_prompts']:<2} {s['greedy_max_divergence_margin']:11.3f}")
+        if "window_check" in res:
+            print(f"{'':8} sliding-window check, max|dlogit| vs the reference run with window:")
+            for window, v in res["window_check"].items():
+                figures = " ".join(f"{p}:{d:.3f}" for p, d in zip(v["positions"],
+                                                                  v["max_abs_dlogit"]))
+                print(f"{'':10} {window}: {figures}")
         if "perplexity" in res:
             p = res["perplexity"]
             change = 100 * (p["llamacpp"] / p["reference"] - 1)
@@ -138,38 +163,54 @@ def print_table(results: dict) -> None:
                   f"llama.cpp {p['llamacpp']:.4f} ({change:+.2f}%)")
 
 
+def run_model(path: pathlib.Path, golden: dict, threads: int, f32: bool) -> dict:
+    """All comparisons for one model file; the perplexity only for the real (quantized) file."""
+    model_name = golden["model"]
+    n_ctx = max(len(p["ids"]) for p in golden["prompts"]) + golden["n_greedy"] + 64
+    llm = open_llama(path, max(n_ctx, 1024), threads, f32_kv=f32)
+    print(f"{model_name}{' (F32 weights, F32 KV)' if f32 else ''}:")
+    result = compare_model(llm, golden)
+    window_file = HERE / f"window_check_{model_name}.json"
+    if window_file.exists():
+        result["window_check"] = window_check(llm, window_file)
+    ppl_file = HERE / f"ppl_{model_name}.json"
+    if ppl_file.exists() and not f32:
+        ppl_golden = json.loads(ppl_file.read_text(encoding="utf-8"))
+        ppl_golden["llamacpp"] = llamacpp_perplexity(llm, ppl_golden)
+        ppl_file.write_text(json.dumps(ppl_golden, separators=(",", ":")) + "\n",
+                            encoding="utf-8")
+        result["perplexity"] = {"reference": ppl_golden["reference"]["ppl"],
+                                "llamacpp": ppl_golden["llamacpp"]["ppl"]}
+    llm.close()
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
     parser.add_argument("--model-dir", type=pathlib.Path, default=pathlib.Path("/work/models"))
+    parser.add_argument("--f32-dir", type=pathlib.Path, default=None,
+                        help="also run <model>_f32.gguf from here (dequantize_gguf.py) "
+                             "with an F32 KV cache")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    results = {}
+    results, f32_results = {}, {}
     for model_name in args.models:
         golden = json.loads((HERE / f"forward_{model_name}.json").read_text(encoding="utf-8"))
-        n_ctx = max(len(p["ids"]) for p in golden["prompts"]) + golden["n_greedy"] + 64
-        llm = open_llama(args.model_dir / golden["gguf_file"], max(n_ctx, 1024), args.threads)
-        print(f"{model_name}:")
-        results[model_name] = compare_model(llm, golden)
-        window_file = HERE / f"window_check_{model_name}.json"
-        if window_file.exists():
-            results[model_name]["window_check"] = window_check(llm, window_file)
-        ppl_file = HERE / f"ppl_{model_name}.json"
-        if ppl_file.exists():
-            ppl_golden = json.loads(ppl_file.read_text(encoding="utf-8"))
-            ppl_golden["llamacpp"] = llamacpp_perplexity(llm, ppl_golden)
-            ppl_file.write_text(json.dumps(ppl_golden, separators=(",", ":")) + "\n",
-                                encoding="utf-8")
-            results[model_name]["perplexity"] = {"reference": ppl_golden["reference"]["ppl"],
-                                                 "llamacpp": ppl_golden["llamacpp"]["ppl"]}
-        llm.close()
+        results[model_name] = run_model(args.model_dir / golden["gguf_file"], golden,
+                                        args.threads, f32=False)
+        if args.f32_dir:
+            f32_results[model_name] = run_model(args.f32_dir / f"{model_name}_f32.gguf",
+                                                golden, args.threads, f32=True)
     report = {"llama_cpp_python": llama_cpp.__version__, "threads": args.threads,
               "date": datetime.date.today().isoformat(),
               "system_info": llama_cpp.llama_print_system_info().decode().strip(),
-              "models": results}
+              "models": results, "f32_weights_f32_kv": f32_results}
     out = HERE / "llamacpp_vs_reference.json"
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print_table(results)
+    print_table("llama.cpp (real quantized GGUF, f16 KV)", results)
+    if f32_results:
+        print_table("llama.cpp on the same weights dequantized to F32, F32 KV", f32_results)
     print(f"\nwrote {out}")
     return 0
 
