@@ -99,7 +99,7 @@ def run_child(seconds):
                 rows.append(dict(model=model, case=case, op=name,
                                  kernel=best_time_per_call(kernel, seconds),
                                  numpy=best_time_per_call(reference, seconds)))
-    json.dump(dict(path=K.ops_path(), rows=rows), sys.stdout)
+    json.dump(dict(path=K.kernel_path(), rows=rows), sys.stdout)
 
 
 def run_parent(threads, seconds):
@@ -109,7 +109,7 @@ def run_parent(threads, seconds):
         done = subprocess.run([sys.executable, __file__, "--child", "--seconds", str(seconds)],
                               env=env, check=True, capture_output=True, text=True)
         results[n] = json.loads(done.stdout)
-    print(f"ops kernels, vector path {results[threads[0]]['path']}; microseconds per call")
+    print(f"ops kernels, kernel path {results[threads[0]]['path']}; microseconds per call")
     header = f"{'model':8} {'case':12} {'op':15}" + "".join(f" {f'{n}T':>9}" for n in threads)
     print(header + "".join(f" {f'numpy {n}T':>10}" for n in threads))
     for i, row in enumerate(results[threads[0]]["rows"]):

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from a checkout: use this tree's llmcli (built in place)
+    sys.path.insert(0, str(REPO))
 
 
 # ---------------------------------------------------------------- engines (worker side)

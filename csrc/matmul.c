@@ -97,33 +97,60 @@ static void quantize_activations(llm_tile tile, int act_type, const float *x, in
         llm_quantize_row(act_type, x + t * k, workspace + t * act_stride, k);
 }
 
-void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out, int64_t k,
-                const float *x, int64_t n_tok, float *out, void *workspace) {
-    int act_type = llm_act_type(weight_type);
-    llm_tile tile = llm_get_tile(weight_type, n_tok);
-    if (act_type < 0 || !tile.fn || n_out <= 0 || n_tok <= 0) return;
+/* The work of one thread: global tiles [first, last) of the matrices laid end to end. */
+static void matmul_tile_range(const llm_matrix *mats, const llm_tile *tiles,
+                              const int64_t *n_tiles, int n_mats, int64_t first, int64_t last,
+                              int64_t k, const uint8_t *act, size_t act_stride, int64_t n_tok) {
+    int64_t offset = 0;  /* global index of matrix m's first tile */
+    for (int m = 0; m < n_mats; offset += n_tiles[m], m++) {
+        int64_t begin = first > offset ? first - offset : 0;
+        int64_t end = last - offset < n_tiles[m] ? last - offset : n_tiles[m];
+        if (begin >= end) continue;
+        int64_t row_begin = begin * tiles[m].tile_rows;
+        int64_t row_end = end * tiles[m].tile_rows < mats[m].n_out ? end * tiles[m].tile_rows
+                                                                   : mats[m].n_out;
+        int nb = (int)(llm_act_type(mats[m].type) == LLM_F32 ? k : k / llm_block_size(mats[m].type));
+        matmul_rows(tiles[m], nb, mats[m].w, mats[m].w_stride, row_begin, row_end, act,
+                    act_stride, n_tok, mats[m].out, mats[m].n_out);
+    }
+}
 
+int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok) {
+    return llm_act_type(type_a) == llm_act_type(type_b) &&
+           llm_get_tile(type_a, n_tok).act_layout == llm_get_tile(type_b, n_tok).act_layout;
+}
+
+void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                     int64_t n_tok, void *workspace) {
+    if (n_mats < 1 || n_mats > LLM_MAX_MATRICES || n_tok <= 0) return;
+    llm_tile tiles[LLM_MAX_MATRICES];
+    int64_t n_tiles[LLM_MAX_MATRICES], total_tiles = 0, work = 0;
+    for (int m = 0; m < n_mats; m++) {
+        tiles[m] = llm_get_tile(mats[m].type, n_tok);
+        if (!tiles[m].fn || llm_act_type(mats[m].type) < 0) return;
+        n_tiles[m] = (mats[m].n_out + tiles[m].tile_rows - 1) / tiles[m].tile_rows;
+        total_tiles += n_tiles[m];
+        work += (int64_t)mats[m].w_stride * mats[m].n_out * n_tok;
+    }
+    int act_type = llm_act_type(mats[0].type);
     int is_float = act_type == LLM_F32;
     size_t act_stride = is_float ? (size_t)k * sizeof(float)
-                      : tile.act_layout == LLM_ACT_X8 ? (size_t)(k / QK32) * sizeof(block_x8) / 8
+                      : tiles[0].act_layout == LLM_ACT_X8 ? (size_t)(k / QK32) * sizeof(block_x8) / 8
                       : llm_row_nbytes(act_type, k);
     const uint8_t *act = is_float ? (const uint8_t *)x : (const uint8_t *)workspace;
-    int nb = (int)(is_float ? k : k / llm_block_size(weight_type));
     int quantize_in_team = !is_float && n_tok >= PARALLEL_QUANTIZE_MIN_TOKENS;
     if (!is_float && !quantize_in_team)
-        quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
+        quantize_activations(tiles[0], act_type, x, k, 0, n_tok, workspace, act_stride);
 
     /* whole tiles per thread, contiguous, so no two threads write the same output; a
      * thread only joins if it gets enough work to pay for the team's synchronization */
-    int64_t n_tiles = (n_out + tile.tile_rows - 1) / tile.tile_rows;
-    int64_t work = (int64_t)w_stride * n_out * n_tok;
     int team = llm_get_threads();
-    if (team > n_tiles) team = (int)n_tiles;
+    if (team > total_tiles) team = (int)total_tiles;
     if (team > 1 + work / MIN_WORK_PER_THREAD) team = (int)(1 + work / MIN_WORK_PER_THREAD);
     if (team == 1) {  /* no parallel region for a one-thread team */
         if (quantize_in_team)
-            quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
-        matmul_rows(tile, nb, w, w_stride, 0, n_out, act, act_stride, n_tok, out, n_out);
+            quantize_activations(tiles[0], act_type, x, k, 0, n_tok, workspace, act_stride);
+        matmul_tile_range(mats, tiles, n_tiles, n_mats, 0, total_tiles, k, act, act_stride, n_tok);
         return;
     }
 #if defined(_OPENMP)
@@ -138,20 +165,22 @@ void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_ou
             /* in groups of 8 tokens: whole interleaved groups per thread */
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < n_tok; t += 8)
-                quantize_activations(tile, act_type, x, k, t, t + 8 < n_tok ? t + 8 : n_tok,
+                quantize_activations(tiles[0], act_type, x, k, t, t + 8 < n_tok ? t + 8 : n_tok,
                                      workspace, act_stride);
         }
 #else
         if (quantize_in_team)
-            quantize_activations(tile, act_type, x, k, 0, n_tok, workspace, act_stride);
+            quantize_activations(tiles[0], act_type, x, k, 0, n_tok, workspace, act_stride);
 #endif
-        int64_t first = n_tiles * id / size, last = n_tiles * (id + 1) / size;
-        int64_t row_begin = first * tile.tile_rows;
-        int64_t row_end = last * tile.tile_rows < n_out ? last * tile.tile_rows : n_out;
-        if (row_begin < row_end)
-            matmul_rows(tile, nb, w, w_stride, row_begin, row_end, act, act_stride, n_tok,
-                        out, n_out);
+        matmul_tile_range(mats, tiles, n_tiles, n_mats, total_tiles * id / size,
+                          total_tiles * (id + 1) / size, k, act, act_stride, n_tok);
     }
+}
+
+void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out, int64_t k,
+                const float *x, int64_t n_tok, float *out, void *workspace) {
+    llm_matrix mat = {weight_type, w, w_stride, n_out, out};
+    if (n_out > 0) llm_matmul_many(&mat, 1, k, x, n_tok, workspace);
 }
 
 void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,

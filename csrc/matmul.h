@@ -25,6 +25,22 @@ size_t llm_matmul_workspace_size(int weight_type, int64_t k, int64_t n_tok);
 void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out, int64_t k,
                 const float *x, int64_t n_tok, float *out, void *workspace);
 
+/* Several weight matrices against the same activations (q/k/v, gate/up): the activations
+ * are quantized once and one thread team splits the rows of all of them. Every pair of
+ * types must satisfy llm_matmul_can_share for this n_tok. */
+#define LLM_MAX_MATRICES 8
+typedef struct {
+    int type;                /* weight type */
+    const uint8_t *w;        /* n_out rows, row r at w + r * w_stride */
+    size_t w_stride;
+    int64_t n_out;
+    float *out;              /* n_tok x n_out */
+} llm_matrix;
+
+int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok);
+void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                     int64_t n_tok, void *workspace);
+
 /* out[i * k : (i+1) * k] = dequantized W row ids[i], for i < n_ids (ids checked by the
  * caller to lie in [0, n_rows)). */
 void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,

@@ -4,7 +4,8 @@
  * All buffers are float32 and C-contiguous; shapes are given as [rows, cols] in the
  * comments. The Cython wrappers (llmcli/_ops_kernels.pxi) check every shape before
  * calling; these functions trust their arguments, never allocate and never print.
- * Large calls are split over OpenMP threads (omp_get_max_threads()).
+ * Large calls are split over OpenMP threads: as many as matmul uses (llm_get_threads).
+ * The vector path (AVX2 or portable) follows the kernel path (llm_get_path).
  */
 #ifndef LLMCLI_OPS_H
 #define LLMCLI_OPS_H
@@ -46,7 +47,7 @@ void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n);
  *   q_pos:   [n_tok]  absolute position of each query, 0 <= q_pos[t] < n_ctx
  *   out:     [n_tok, n_heads * head_dim]      (must not overlap the caches)
  * Query head h reads KV head h / (n_heads / n_kv_heads). The query at position p sees
- * cache rows j with j <= p and, when window > 0, p - j < window: exactly `window` rows
+ * cache rows j with j <= p and, when window > 0, p - j < window: at most `window` rows,
  * including itself (transformers' gemma3 sliding mask `kv_idx > q_idx - window`).
  * Scores are q.k * scale, softmax is max-subtracted, all in float32 (sums in double).
  * probs (optional, NULL on the hot path): [n_heads, n_tok, probs_len] receives the
@@ -62,12 +63,5 @@ void ops_attention(const float *q, const float *k_cache, const float *v_cache,
 /* Scratch floats ops_attention wants for these arguments at the current thread count. */
 int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
                                   int n_kv_heads, int head_dim, int window);
-
-/* Which vector path the kernels use: "avx2" or "scalar". */
-const char *ops_simd_path(void);
-
-/* Force the portable path (enabled = 0) or go back to the best one the CPU supports
- * (enabled = 1). Returns the path now in use. Not thread-safe: call between kernels. */
-const char *ops_set_simd(int enabled);
 
 #endif

@@ -1,10 +1,12 @@
 /* The portable twin of every vector primitive (plain C; `omp simd` lets the compiler
- * vectorise the reductions for the baseline ISA), and the run-time choice of path. */
+ * vectorise the reductions for the baseline ISA), and the run-time choice of path and
+ * thread count, which the ops take from the quantized kernels' settings (one switch). */
 #include <math.h>
 
 #include "matmul.h"
 #include "ops.h"
 #include "ops_vec.h"
+#include "vec_dot.h"
 
 static float portable_max(const float *x, int64_t n)
 {
@@ -91,33 +93,13 @@ int ops_threads(void)
     return llm_get_threads();
 }
 
-/* ---- run-time choice ---------------------------------------------------------- */
-
-static const ops_vec *chosen_vec = 0;
-
-static const ops_vec *best_vec(void)
-{
-#ifdef OPS_HAVE_AVX2_PATH
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return &ops_vec_avx2;
-#endif
-    return &ops_vec_portable;
-}
+/* ---- run-time choice: the project's one kernel path (set_kernel_path) ----------- */
 
 const ops_vec *ops_vec_select(void)
 {
-    if (!chosen_vec)
-        chosen_vec = best_vec();
-    return chosen_vec;
-}
-
-const char *ops_simd_path(void)
-{
-    return ops_vec_select()->name;
-}
-
-const char *ops_set_simd(int enabled)
-{
-    chosen_vec = enabled ? best_vec() : &ops_vec_portable;
-    return chosen_vec->name;
+#ifdef OPS_HAVE_AVX2_PATH
+    if (llm_get_path() == LLM_PATH_AVX2)
+        return &ops_vec_avx2;
+#endif
+    return &ops_vec_portable;
 }

@@ -4,7 +4,8 @@
  *
  * Two tables exist: ops_vec_portable (plain C, auto-vectorised by the compiler for the
  * baseline ISA; the only path on aarch64) and ops_vec_avx2 (x86-64 with AVX2 + FMA).
- * ops_vec_select() returns the one in use (see ops_set_simd in ops.h).
+ * ops_vec_select() returns the one matching the project's kernel path (llm_get_path,
+ * llmcli._kernels.set_kernel_path), so one switch forces every kernel to scalar.
  */
 #ifndef LLMCLI_OPS_VEC_H
 #define LLMCLI_OPS_VEC_H

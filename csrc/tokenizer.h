@@ -154,7 +154,7 @@ typedef struct {
     tok_pair_memo pair_memo;  /* SPM: scratch of long words */
 } tok_model;
 
-/* Zeroes m, then builds the vocab table and the word cache; merges, tries, scores and
+/* Zeroes m, then builds the vocab table and the word cache; merges, tries, priorities and
  * byte ids are filled in by the caller. tok_model_free releases what was built. */
 int tok_model_init(tok_model *m, int kind, int pretok, const uint8_t *blob,
                    const int64_t *offsets, int32_t n_tokens);

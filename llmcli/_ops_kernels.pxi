@@ -1,5 +1,5 @@
 # Wrappers for csrc/ops.h: rmsnorm, rope, softmax, gated activations, attention.
-# Included by _kernels.pyx. Buffers are NumPy arrays, float32 (positions int32), aligned
+# Included by _kernels.pyx. They follow set_threads and set_kernel_path (_quant_kernels.pxi). Buffers are NumPy arrays, float32 (positions int32), aligned
 # and C-contiguous; each wrapper checks them and their shapes against each other, raising
 # ValueError, before releasing the GIL. The checks read the array structs directly
 # (not typed memoryviews): a decode step makes hundreds of these calls, and this keeps
@@ -27,21 +27,8 @@ cdef extern from "ops.h" nogil:
                        float *probs, int64_t probs_len, float *scratch, int64_t scratch_len)
     int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
                                       int n_kv_heads, int head_dim, int window)
-    const char *ops_simd_path()
-    const char *ops_set_simd(int enabled)
 
 MAX_HEAD_DIM = OPS_MAX_HEAD_DIM
-
-
-def ops_path():
-    """The vector path the ops kernels use: "avx2" or "scalar"."""
-    return ops_simd_path().decode()
-
-
-def set_ops_simd(bint enabled):
-    """Force the portable scalar path (False) or use the best the CPU has (True).
-    Returns the path now in use. For tests and benchmarks; not thread-safe."""
-    return ops_set_simd(enabled).decode()
 
 
 # ---- argument checks ------------------------------------------------------------

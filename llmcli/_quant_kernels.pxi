@@ -12,6 +12,7 @@ import numpy as _np
 
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -36,6 +37,16 @@ cdef extern from "matmul.h" nogil:
     size_t llm_matmul_workspace_size(int weight_type, int64_t k, int64_t n_tok)
     void llm_matmul(int weight_type, const uint8_t *w, size_t w_stride, int64_t n_out,
                     int64_t k, const float *x, int64_t n_tok, float *out, void *workspace)
+    int LLM_MAX_MATRICES
+    ctypedef struct llm_matrix:
+        int type
+        const uint8_t *w
+        size_t w_stride
+        int64_t n_out
+        float *out
+    int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok)
+    void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                         int64_t n_tok, void *workspace)
     void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
                       const int32_t *ids, int64_t n_ids, float *out)
     uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads)
@@ -108,20 +119,21 @@ def dequantize(const uint8_t[::1] raw, int t, float[::1] out):
         llm_dequantize_row(t, &raw[0], &out[0], k)
 
 
-cdef cnp.ndarray _checked_array(object a, str name, int typenum, str dtype, int ndim,
-                               bint writable):
-    """a as a C-contiguous ndarray of the given dtype and rank, or a ValueError naming it."""
+cdef cnp.ndarray _checked_array(object a, str where, str what, int typenum, str dtype,
+                               int ndim, bint writable):
+    """a as a C-contiguous ndarray of the given dtype and rank, or a ValueError naming it
+    ("{where}: {what} ..."; the message is only built on failure)."""
     if not cnp.PyArray_Check(a):
         a = _np.asarray(a)
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != typenum:
-        raise ValueError(f"{name} must be {dtype}, got {arr.dtype}")
+        raise ValueError(f"{where}: {what} must be {dtype}, got {arr.dtype}")
     if cnp.PyArray_NDIM(arr) != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+        raise ValueError(f"{where}: {what} must have {ndim} dimensions, got shape {a.shape}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name} must be C-contiguous")
+        raise ValueError(f"{where}: {what} must be C-contiguous")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{where}: {what} is read-only")
     return arr
 
 
@@ -132,9 +144,9 @@ def get_rows(w, int t, ids, out):
     """
     if not llm_can_dequantize(t):
         raise ValueError(f"cannot dequantize GGML type {t}")
-    cdef cnp.ndarray w_arr = _checked_array(w, "get_rows: w", cnp.NPY_UINT8, "uint8", 2, False)
-    cdef cnp.ndarray ids_arr = _checked_array(ids, "get_rows: ids", cnp.NPY_INT32, "int32", 1, False)
-    cdef cnp.ndarray out_arr = _checked_array(out, "get_rows: out", cnp.NPY_FLOAT32, "float32", 2, True)
+    cdef cnp.ndarray w_arr = _checked_array(w, "get_rows", "w", cnp.NPY_UINT8, "uint8", 2, False)
+    cdef cnp.ndarray ids_arr = _checked_array(ids, "get_rows", "ids", cnp.NPY_INT32, "int32", 1, False)
+    cdef cnp.ndarray out_arr = _checked_array(out, "get_rows", "out", cnp.NPY_FLOAT32, "float32", 2, True)
     cdef int64_t k = out_arr.shape[1], n = ids_arr.shape[0], n_rows = w_arr.shape[0], i
     cdef const int32_t *id_values = <const int32_t *>cnp.PyArray_DATA(ids_arr)
     _check_row_length(t, k, "get_rows")
@@ -169,33 +181,42 @@ cdef uint8_t *_first_aligned_byte(cnp.ndarray array):
     return <uint8_t *>(address + (64 - address % 64) % 64)
 
 
-def matmul(w, int t, x, out):
-    """out[i, r] = dot(w row r, x[i]) for every token row i of x.
-
-    w: uint8 (n_out, row_bytes) rows of GGML type t holding k = x.shape[1] values each;
-    x: float32 (n_tok, k); out: float32 (n_tok, n_out). Activations are quantized to 8 bits
-    per block (Q8_0 / Q8_1 / Q8_K) for quantized weights, as llama.cpp does.
-    """
-    global _workspace_owner, _workspace, _workspace_size, _workspace_busy
+cdef llm_matrix _checked_matrix(object w, int t, object out, int64_t k, int64_t n_tok,
+                                str name) except *:
+    """One weight matrix and its output, checked against x's (n_tok, k)."""
     if llm_act_type(t) < 0:
-        raise ValueError(f"matmul: no kernel for GGML type {t}")
-    cdef cnp.ndarray w_arr = _checked_array(w, "matmul: w", cnp.NPY_UINT8, "uint8", 2, False)
-    cdef cnp.ndarray x_arr = _checked_array(x, "matmul: x", cnp.NPY_FLOAT32, "float32", 2, False)
-    cdef cnp.ndarray out_arr = _checked_array(out, "matmul: out", cnp.NPY_FLOAT32, "float32", 2, True)
-    cdef int64_t n_out = w_arr.shape[0], k = x_arr.shape[1], n_tok = x_arr.shape[0]
-    _check_row_length(t, k, "matmul")
+        raise ValueError(f"{name}: no kernel for GGML type {t}")
+    cdef cnp.ndarray w_arr = _checked_array(w, name, "w", cnp.NPY_UINT8, "uint8", 2, False)
+    cdef cnp.ndarray out_arr = _checked_array(out, name, "out", cnp.NPY_FLOAT32, "float32", 2, True)
+    cdef int64_t n_out = w_arr.shape[0]
+    _check_row_length(t, k, name)
     if <size_t>w_arr.shape[1] != llm_row_nbytes(t, k):
-        raise ValueError(f"matmul: weight rows have {w_arr.shape[1]} bytes, "
+        raise ValueError(f"{name}: weight rows have {w_arr.shape[1]} bytes, "
                          f"{llm_row_nbytes(t, k)} expected for k={k} values of GGML type {t}")
     if out_arr.shape[0] != n_tok or out_arr.shape[1] != n_out:
-        raise ValueError(f"matmul: out has shape {out.shape}, expected ({n_tok}, {n_out})")
-    if n_tok == 0 or n_out == 0:
-        return
-    if k == 0:
-        out_arr[...] = 0
-        return
+        raise ValueError(f"{name}: out has shape {out.shape}, expected ({n_tok}, {n_out})")
+    cdef llm_matrix mat
+    mat.type = t
+    mat.w = <const uint8_t *>cnp.PyArray_DATA(w_arr)
+    mat.w_stride = w_arr.shape[1]
+    mat.n_out = n_out
+    mat.out = <float *>cnp.PyArray_DATA(out_arr)
+    return mat
 
-    cdef size_t need = llm_matmul_workspace_size(t, k, n_tok)
+
+cdef object _run_matmuls(llm_matrix *mats, int n_mats, int64_t k, cnp.ndarray x_arr):
+    """Run checked matrices against x with the shared (or, if it is in use by another
+    Python thread, a private) workspace."""
+    global _workspace_owner, _workspace, _workspace_size, _workspace_busy
+    cdef int64_t n_tok = x_arr.shape[0]
+    cdef int i
+    if n_tok == 0:
+        return
+    if k == 0:  # empty dot products
+        for i in range(n_mats):
+            memset(mats[i].out, 0, n_tok * mats[i].n_out * sizeof(float))
+        return
+    cdef size_t need = llm_matmul_workspace_size(mats[0].type, k, n_tok)
     cdef object private_owner = None
     cdef uint8_t *workspace
     cdef bint private = _workspace_busy
@@ -209,16 +230,53 @@ def matmul(w, int t, x, out):
             _workspace = _first_aligned_byte(_workspace_owner)
         workspace = _workspace
         _workspace_busy = True
-    cdef const uint8_t *w_ptr = <const uint8_t *>cnp.PyArray_DATA(w_arr)
     cdef const float *x_ptr = <const float *>cnp.PyArray_DATA(x_arr)
-    cdef float *out_ptr = <float *>cnp.PyArray_DATA(out_arr)
-    cdef size_t row_bytes = w_arr.shape[1]
     try:
         with nogil:
-            llm_matmul(t, w_ptr, row_bytes, n_out, k, x_ptr, n_tok, out_ptr, workspace)
+            llm_matmul_many(mats, n_mats, k, x_ptr, n_tok, workspace)
     finally:
         if not private:
             _workspace_busy = False
+
+
+def matmul(w, int t, x, out):
+    """out[i, r] = dot(w row r, x[i]) for every token row i of x.
+
+    w: uint8 (n_out, row_bytes) rows of GGML type t holding k = x.shape[1] values each;
+    x: float32 (n_tok, k); out: float32 (n_tok, n_out). Activations are quantized to 8 bits
+    per block (Q8_0 / Q8_1 / Q8_K) for quantized weights, as llama.cpp does.
+    """
+    cdef cnp.ndarray x_arr = _checked_array(x, "matmul", "x", cnp.NPY_FLOAT32, "float32", 2, False)
+    cdef llm_matrix mat = _checked_matrix(w, t, out, x_arr.shape[1], x_arr.shape[0], "matmul")
+    if mat.n_out:
+        _run_matmuls(&mat, 1, x_arr.shape[1], x_arr)
+
+
+def matmul_many(matrices, x):
+    """matmul for several weight matrices against the same x: [(w, t, out), ...].
+
+    The activations are quantized once and one thread team shares the rows of all the
+    matrices (e.g. q/k/v, or gate/up, of a layer). The types must share an activation
+    format (see matmul_can_share); at most 8 matrices.
+    """
+    cdef cnp.ndarray x_arr = _checked_array(x, "matmul_many", "x", cnp.NPY_FLOAT32, "float32", 2, False)
+    cdef int64_t k = x_arr.shape[1], n_tok = x_arr.shape[0]
+    cdef llm_matrix mats[8]
+    matrices = list(matrices)
+    if not 1 <= len(matrices) <= LLM_MAX_MATRICES:
+        raise ValueError(f"matmul_many: 1 to {LLM_MAX_MATRICES} matrices, got {len(matrices)}")
+    cdef int i
+    for i, (w, t, out) in enumerate(matrices):
+        mats[i] = _checked_matrix(w, t, out, k, n_tok, "matmul_many")
+        if not llm_matmul_can_share(mats[0].type, t, n_tok):
+            raise ValueError(f"matmul_many: GGML types {mats[0].type} and {t} do not share "
+                             f"an activation format")
+    _run_matmuls(mats, len(matrices), k, x_arr)
+
+
+def matmul_can_share(int type_a, int type_b, int n_tok):
+    """True if matrices of these two types can go in one matmul_many call for n_tok tokens."""
+    return llm_act_type(type_a) >= 0 and bool(llm_matmul_can_share(type_a, type_b, n_tok))
 
 
 def quantize_row(int t_act, const float[::1] x):

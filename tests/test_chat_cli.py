@@ -381,7 +381,7 @@ class PtyChat:
                 os._exit(127)
         self.output = b""
 
-    def expect(self, text, timeout=20):
+    def expect(self, text, timeout=60):
         """Wait until `text` (bytes, or a compiled regex) appears after what was matched
         before; returns everything up to and including it, without ANSI styling."""
         pattern = text if isinstance(text, re.Pattern) else re.compile(re.escape(text))
@@ -404,7 +404,7 @@ class PtyChat:
     def type(self, text):
         os.write(self.fd, text.encode() if isinstance(text, str) else text)
 
-    def exit_code(self, timeout=20):
+    def exit_code(self, timeout=60):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)

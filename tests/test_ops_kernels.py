@@ -24,11 +24,14 @@ F32 = np.float32
 
 @pytest.fixture(autouse=True, params=["avx2", "scalar"])
 def simd_path(request):
-    path = K.set_ops_simd(request.param == "avx2")
-    if path != request.param:
-        pytest.skip("this CPU has no AVX2+FMA")
-    yield path
-    K.set_ops_simd(True)
+    """Each test runs on both kernel paths (set_kernel_path switches every kernel)."""
+    default = K.kernel_path()
+    try:
+        K.set_kernel_path(request.param)
+    except ValueError:
+        pytest.skip("this CPU has no AVX2+FMA+F16C")
+    yield request.param
+    K.set_kernel_path(default)
 
 
 def rng(seed=0):
@@ -325,7 +328,7 @@ CHILD_PRELUDE = """
 import sys
 import numpy as np
 from llmcli import _kernels as K
-K.set_ops_simd(sys.argv[1] == "avx2")
+K.set_kernel_path(sys.argv[1])
 r = np.random.default_rng(14)
 result = {}
 """

@@ -322,6 +322,32 @@ def test_batched_tokens_agree_with_one_at_a_time(qtype):
     assert np.all(np.abs(batched - single) <= tolerance)
 
 
+@pytest.mark.parametrize("n_tok", [1, 3, 9])
+def test_matmul_many_equals_separate_matmuls(n_tok):
+    """q/k/v-like matrices sharing one quantized input give exactly the separate results."""
+    rng = np.random.default_rng(60 + n_tok)
+    shapes = [(Q.Q5_0, 37), (Q.Q8_0, 8), (Q.Q5_0, 64)]  # Gemma's q, v, k mix
+    raws = [random_blocks(rng, t, n * 640 // 32).reshape(n, -1) for t, n in shapes]
+    x = activations(rng, n_tok, 640)
+    outs = [np.empty((n_tok, n), np.float32) for _, n in shapes]
+    K.set_threads(2)
+    K.matmul_many([(raw, int(t), out) for raw, (t, _), out in zip(raws, shapes, outs)], x)
+    for raw, (t, _), out in zip(raws, shapes, outs):
+        assert np.array_equal(out, run_matmul(raw, t, x))
+
+
+def test_matmul_many_rejects_types_without_a_shared_format():
+    x = np.zeros((1, 256), np.float32)
+    q4_k = (np.zeros((2, 144), np.uint8), int(Q.Q4_K), np.zeros((1, 2), np.float32))
+    q8_0 = (np.zeros((2, 8 * 34), np.uint8), int(Q.Q8_0), np.zeros((1, 2), np.float32))
+    assert not K.matmul_can_share(int(Q.Q4_K), int(Q.Q8_0), 1)
+    assert K.matmul_can_share(int(Q.Q5_0), int(Q.Q8_0), 1)
+    with pytest.raises(ValueError, match="do not share an activation format"):
+        K.matmul_many([q4_k, q8_0], x)
+    with pytest.raises(ValueError, match="1 to 8 matrices"):
+        K.matmul_many([], x)
+
+
 def test_thread_count_does_not_change_results():
     rng = np.random.default_rng(9)
     raw = random_blocks(rng, Q.Q4_1, 103 * 18)

@@ -25,9 +25,13 @@ from ppl import perplexity, perplexity_windows, window_nll
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def open_llama(path: pathlib.Path, n_ctx: int, threads: int) -> Llama:
+GGML_TYPE_F32 = 0
+
+
+def open_llama(path: pathlib.Path, n_ctx: int, threads: int, f32_kv: bool = False) -> Llama:
+    kv_type = {"type_k": GGML_TYPE_F32, "type_v": GGML_TYPE_F32} if f32_kv else {}
     return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                 n_threads_batch=threads, logits_all=True, verbose=False)
+                 n_threads_batch=threads, logits_all=True, verbose=False, **kv_type)
 
 
 def teacher_forced_logits(llm: Llama, ids: list[int]) -> np.ndarray:
@@ -131,8 +135,8 @@ def window_check(llm: Llama, path: pathlib.Path) -> dict:
     return out
 
 
-def print_table(results: dict) -> None:
-    print("\nllama.cpp vs float32 reference (transformers). max|dlogit|: max over the "
+def print_table(title: str, results: dict) -> None:
+    print(f"\n{title} vs the float32 reference (transformers). max|dlogit|: max over the "
           "reference's top-20 at each prompt's last position (median, max over prompts);\n"
           "argmax: agreement where the reference margin > 0.1 / 0.5; greedy: leading tokens "
           "equal to the reference's 32, prompts passing the near-tie rule (margin < 0.1),\n"
@@ -159,38 +163,54 @@ def print_table(results: dict) -> None:
                   f"llama.cpp {p['llamacpp']:.4f} ({change:+.2f}%)")
 
 
+def run_model(path: pathlib.Path, golden: dict, threads: int, f32: bool) -> dict:
+    """All comparisons for one model file; the perplexity only for the real (quantized) file."""
+    model_name = golden["model"]
+    n_ctx = max(len(p["ids"]) for p in golden["prompts"]) + golden["n_greedy"] + 64
+    llm = open_llama(path, max(n_ctx, 1024), threads, f32_kv=f32)
+    print(f"{model_name}{' (F32 weights, F32 KV)' if f32 else ''}:")
+    result = compare_model(llm, golden)
+    window_file = HERE / f"window_check_{model_name}.json"
+    if window_file.exists():
+        result["window_check"] = window_check(llm, window_file)
+    ppl_file = HERE / f"ppl_{model_name}.json"
+    if ppl_file.exists() and not f32:
+        ppl_golden = json.loads(ppl_file.read_text(encoding="utf-8"))
+        ppl_golden["llamacpp"] = llamacpp_perplexity(llm, ppl_golden)
+        ppl_file.write_text(json.dumps(ppl_golden, separators=(",", ":")) + "\n",
+                            encoding="utf-8")
+        result["perplexity"] = {"reference": ppl_golden["reference"]["ppl"],
+                                "llamacpp": ppl_golden["llamacpp"]["ppl"]}
+    llm.close()
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
     parser.add_argument("--model-dir", type=pathlib.Path, default=pathlib.Path("/work/models"))
+    parser.add_argument("--f32-dir", type=pathlib.Path, default=None,
+                        help="also run <model>_f32.gguf from here (dequantize_gguf.py) "
+                             "with an F32 KV cache")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    results = {}
+    results, f32_results = {}, {}
     for model_name in args.models:
         golden = json.loads((HERE / f"forward_{model_name}.json").read_text(encoding="utf-8"))
-        n_ctx = max(len(p["ids"]) for p in golden["prompts"]) + golden["n_greedy"] + 64
-        llm = open_llama(args.model_dir / golden["gguf_file"], max(n_ctx, 1024), args.threads)
-        print(f"{model_name}:")
-        results[model_name] = compare_model(llm, golden)
-        window_file = HERE / f"window_check_{model_name}.json"
-        if window_file.exists():
-            results[model_name]["window_check"] = window_check(llm, window_file)
-        ppl_file = HERE / f"ppl_{model_name}.json"
-        if ppl_file.exists():
-            ppl_golden = json.loads(ppl_file.read_text(encoding="utf-8"))
-            ppl_golden["llamacpp"] = llamacpp_perplexity(llm, ppl_golden)
-            ppl_file.write_text(json.dumps(ppl_golden, separators=(",", ":")) + "\n",
-                                encoding="utf-8")
-            results[model_name]["perplexity"] = {"reference": ppl_golden["reference"]["ppl"],
-                                                 "llamacpp": ppl_golden["llamacpp"]["ppl"]}
-        llm.close()
+        results[model_name] = run_model(args.model_dir / golden["gguf_file"], golden,
+                                        args.threads, f32=False)
+        if args.f32_dir:
+            f32_results[model_name] = run_model(args.f32_dir / f"{model_name}_f32.gguf",
+                                                golden, args.threads, f32=True)
     report = {"llama_cpp_python": llama_cpp.__version__, "threads": args.threads,
               "date": datetime.date.today().isoformat(),
               "system_info": llama_cpp.llama_print_system_info().decode().strip(),
-              "models": results}
+              "models": results, "f32_weights_f32_kv": f32_results}
     out = HERE / "llamacpp_vs_reference.json"
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print_table(results)
+    print_table("llama.cpp (real quantized GGUF, f16 KV)", results)
+    if f32_results:
+        print_table("llama.cpp on the same weights dequantized to F32, F32 KV", f32_results)
     print(f"\nwrote {out}")
     return 0
 
