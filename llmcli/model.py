@@ -65,37 +65,50 @@ class _LayerPlan:
     window: int            # 0 = full attention
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Views of the activation buffers for a batch of n tokens."""
+    x: np.ndarray          # [n, n_embd] residual stream
+    normed: np.ndarray     # [n, n_embd] rmsnorm(x); after the last layer: final-normed
+    q: np.ndarray          # [n, n_heads * head_dim] queries
+    q_heads: np.ndarray    # the same memory as [n * n_heads, head_dim], for per-head norms
+    attn: np.ndarray       # [n, n_heads * head_dim] attention output
+    proj: np.ndarray       # [n, n_embd] output of wo, then of w_down
+    gate: np.ndarray       # [n, n_ff] w_gate output, then the gated activation
+    up: np.ndarray         # [n, n_ff] w_up output
+    pos: np.ndarray        # int32 [n] positions
+
+
 class _Activations:
-    """Preallocated activation buffers for up to `capacity` tokens, and views of them for
-    the batch size in use (cached: decode steps reuse the same views)."""
+    """Activation buffers allocated once for up to `capacity` tokens; batch(n) gives views
+    of their first n rows (cached, so decode steps reuse the same views)."""
 
     def __init__(self, config, capacity):
         c = config
         self.capacity = capacity
-        self.x = np.zeros((capacity, c.n_embd), np.float32)         # residual stream
-        self.normed = np.zeros((capacity, c.n_embd), np.float32)    # rmsnorm(x)
-        self.q = np.zeros((capacity, c.n_q), np.float32)            # queries
-        self.attn = np.zeros((capacity, c.n_q), np.float32)         # attention output
-        self.proj = np.zeros((capacity, c.n_embd), np.float32)      # wo / w_down output
-        self.gate = np.zeros((capacity, c.n_ff), np.float32)        # w_gate output, then gated
-        self.up = np.zeros((capacity, c.n_ff), np.float32)          # w_up output
-        self.pos = np.zeros(capacity, np.int32)                     # positions of the batch
-        self._arange = np.arange(capacity, dtype=np.int32)
-        self._head_dim = c.head_dim
-        self._views_n = None
+        self.head_dim = c.head_dim
+        self.buffers = _Batch(
+            x=np.zeros((capacity, c.n_embd), np.float32),
+            normed=np.zeros((capacity, c.n_embd), np.float32),
+            q=np.zeros((capacity, c.n_q), np.float32),
+            q_heads=None,
+            attn=np.zeros((capacity, c.n_q), np.float32),
+            proj=np.zeros((capacity, c.n_embd), np.float32),
+            gate=np.zeros((capacity, c.n_ff), np.float32),
+            up=np.zeros((capacity, c.n_ff), np.float32),
+            pos=np.zeros(capacity, np.int32))
+        self.arange = np.arange(capacity, dtype=np.int32)
+        self.last = None   # the _Batch of the latest batch
 
-    def views(self, n, first_pos):
-        """Buffer views for a batch of n tokens at positions first_pos..first_pos+n-1."""
-        if n != self._views_n:
-            hd = self._head_dim
-            self.n_x, self.n_normed, self.n_q, self.n_attn, self.n_proj, self.n_gate, \
-                self.n_up, self.n_pos = (self.x[:n], self.normed[:n], self.q[:n],
-                                         self.attn[:n], self.proj[:n], self.gate[:n],
-                                         self.up[:n], self.pos[:n])
-            self.n_q_heads = self.n_q.reshape(-1, hd)    # [n * n_heads, head_dim]
-            self._views_n = n
-        np.add(self._arange[:n], first_pos, out=self.n_pos)
-        return self
+    def batch(self, n, first_pos):
+        """Views for n tokens at positions first_pos..first_pos+n-1."""
+        if self.last is None or len(self.last.x) != n:
+            b = self.buffers
+            self.last = _Batch(x=b.x[:n], normed=b.normed[:n], q=b.q[:n],
+                               q_heads=b.q[:n].reshape(-1, self.head_dim), attn=b.attn[:n],
+                               proj=b.proj[:n], gate=b.gate[:n], up=b.up[:n], pos=b.pos[:n])
+        np.add(self.arange[:n], first_pos, out=self.last.pos)
+        return self.last
 
 
 class Model:
@@ -161,7 +174,7 @@ class Model:
         for start in range(0, n, self._act.capacity):
             chunk = ids[start:start + self._act.capacity]
             last_chunk = start + len(chunk) == n
-            chunk_probs = self._chunk_probs(len(chunk)) if capture_attention else None
+            chunk_probs = self._new_probs(len(chunk)) if capture_attention else None
             self._forward(chunk, chunk_probs)
             if chunk_probs is not None:
                 for layer_probs, got in zip(probs, chunk_probs):
@@ -202,14 +215,10 @@ class Model:
         return ids.astype(np.int32)
 
     def _new_probs(self, n):
+        """Per layer, room for the attention weights of n new positions over all rows."""
         c = self.config
         return [np.zeros((c.n_heads, n, self.n_past + n), np.float32)
                 for _ in range(c.n_layers)]
-
-    def _chunk_probs(self, n):
-        # attention writes probs of the chunk's queries over every row up to its last one
-        return [np.zeros((self.config.n_heads, n, self.n_past + n), np.float32)
-                for _ in range(self.config.n_layers)]
 
     # ---- the forward ----
 
@@ -218,8 +227,8 @@ class Model:
         states in the `normed` buffer, and advance n_past."""
         c, w = self.config, self.weights
         n = len(ids)
-        act = self._act.views(n, self.n_past)
-        x = act.n_x
+        act = self._act.batch(n, self.n_past)
+        x = act.x
         # token embeddings
         K.get_rows(w.token_embd.data, w.token_embd.type, ids, x)
         if c.embd_scale != 1.0:
@@ -228,61 +237,61 @@ class Model:
             self._attention_block(layer, act, None if probs is None else probs[i])
             self._ffn_block(layer.weights, act)
         # final norm
-        K.rmsnorm(x, w.output_norm.data, c.rms_eps, act.n_normed)
+        K.rmsnorm(x, w.output_norm.data, c.rms_eps, act.normed)
         self.n_past += n
 
     def _attention_block(self, layer, act, probs):
         c, lw = self.config, layer.weights
-        first, n = self.n_past, len(act.n_x)
+        first, n = self.n_past, len(act.x)
         # this batch's rows of the KV cache: the k/v projections write there directly
         k = layer.k_cache[first:first + n]
         v = layer.v_cache[first:first + n]
         # attention rmsnorm
-        K.rmsnorm(act.n_x, lw.attn_norm.data, c.rms_eps, act.n_normed)
+        K.rmsnorm(act.x, lw.attn_norm.data, c.rms_eps, act.normed)
         # q, k, v projections
-        K.matmul(lw.wq.data, lw.wq.type, act.n_normed, act.n_q)
-        K.matmul(lw.wk.data, lw.wk.type, act.n_normed, k)
-        K.matmul(lw.wv.data, lw.wv.type, act.n_normed, v)
+        K.matmul(lw.wq.data, lw.wq.type, act.normed, act.q)
+        K.matmul(lw.wk.data, lw.wk.type, act.normed, k)
+        K.matmul(lw.wv.data, lw.wv.type, act.normed, v)
         # per-head q/k norms (gemma3)
         if c.qk_norm:
-            K.rmsnorm(act.n_q_heads, lw.q_norm.data, c.rms_eps, act.n_q_heads)
+            K.rmsnorm(act.q_heads, lw.q_norm.data, c.rms_eps, act.q_heads)
             k_heads = k.reshape(-1, c.head_dim)
             K.rmsnorm(k_heads, lw.k_norm.data, c.rms_eps, k_heads)
         # RoPE
-        K.rope(act.n_q, act.n_pos, c.n_heads, c.head_dim, layer.rope_base, c.rope_neox)
-        K.rope(k, act.n_pos, c.n_kv_heads, c.head_dim, layer.rope_base, c.rope_neox)
+        K.rope(act.q, act.pos, c.n_heads, c.head_dim, layer.rope_base, c.rope_neox)
+        K.rope(k, act.pos, c.n_kv_heads, c.head_dim, layer.rope_base, c.rope_neox)
         # attention over the cache (rows 0..first+n-1, within the window if any)
-        K.attention(act.n_q, layer.k_cache, layer.v_cache, act.n_pos, c.n_heads, c.n_kv_heads,
-                    c.head_dim, c.attn_scale, layer.window, act.n_attn, probs)
+        K.attention(act.q, layer.k_cache, layer.v_cache, act.pos, c.n_heads, c.n_kv_heads,
+                    c.head_dim, c.attn_scale, layer.window, act.attn, probs)
         # output projection
-        K.matmul(lw.wo.data, lw.wo.type, act.n_attn, act.n_proj)
+        K.matmul(lw.wo.data, lw.wo.type, act.attn, act.proj)
         if c.post_norms:
-            K.rmsnorm(act.n_proj, lw.post_attn_norm.data, c.rms_eps, act.n_proj)
+            K.rmsnorm(act.proj, lw.post_attn_norm.data, c.rms_eps, act.proj)
         # residual
-        act.n_x += act.n_proj
+        np.add(act.x, act.proj, out=act.x)
 
     def _ffn_block(self, lw, act):
         c = self.config
         # ffn rmsnorm
-        K.rmsnorm(act.n_x, lw.ffn_norm.data, c.rms_eps, act.n_normed)
+        K.rmsnorm(act.x, lw.ffn_norm.data, c.rms_eps, act.normed)
         # gate and up projections, gated activation
-        K.matmul(lw.w_gate.data, lw.w_gate.type, act.n_normed, act.n_gate)
-        K.matmul(lw.w_up.data, lw.w_up.type, act.n_normed, act.n_up)
+        K.matmul(lw.w_gate.data, lw.w_gate.type, act.normed, act.gate)
+        K.matmul(lw.w_up.data, lw.w_up.type, act.normed, act.up)
         if c.ffn_act == "silu":
-            K.swiglu(act.n_gate, act.n_up, act.n_gate)
+            K.swiglu(act.gate, act.up, act.gate)
         else:
-            K.geglu_tanh(act.n_gate, act.n_up, act.n_gate)
+            K.geglu_tanh(act.gate, act.up, act.gate)
         # down projection
-        K.matmul(lw.w_down.data, lw.w_down.type, act.n_gate, act.n_proj)
+        K.matmul(lw.w_down.data, lw.w_down.type, act.gate, act.proj)
         if c.post_norms:
-            K.rmsnorm(act.n_proj, lw.post_ffn_norm.data, c.rms_eps, act.n_proj)
+            K.rmsnorm(act.proj, lw.post_ffn_norm.data, c.rms_eps, act.proj)
         # residual
-        act.n_x += act.n_proj
+        np.add(act.x, act.proj, out=act.x)
 
     def _output(self, rows, logits):
         """Logits of the batch rows `rows` (final-normed hidden states) into logits."""
         out = self.weights.output
-        K.matmul(out.data, out.type, self._act.n_normed[rows], logits)
+        K.matmul(out.data, out.type, self._act.last.normed[rows], logits)
         cap = self.config.final_logit_softcap
         if cap:
             np.multiply(np.tanh(logits / np.float32(cap), out=logits), np.float32(cap),

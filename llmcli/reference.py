@@ -122,6 +122,9 @@ class ReferenceModel:
         gate = h @ layer["w_gate"].T
         up = h @ layer["w_up"].T
         gated = swiglu(gate, up) if cfg.ffn_act == "silu" else geglu_tanh(gate, up)
+        # stay in float32: ops_ref.gelu_tanh's np.sqrt constant promotes to float64, and a
+        # float64 activation would make every later product convert its weights to float64
+        gated = gated.astype(np.float32, copy=False)
         out = gated @ layer["w_down"].T
         if cfg.post_norms:
             out = rmsnorm(out, layer["post_ffn_norm"], cfg.rms_eps)
