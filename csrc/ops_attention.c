@@ -174,8 +174,14 @@ static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range 
     }
     memset(st->acc, 0, sizeof(float) * tl->n * hd);
 
-    for (int64_t j0 = chunk.first; j0 <= chunk.last; j0 += BLOCK_ROWS) {
-        const int64_t n_rows = min64(BLOCK_ROWS, chunk.last - j0 + 1);
+    /* Blocks sit at multiples of BLOCK_ROWS whatever the range: a query then folds the
+     * same rows in the same steps whichever tile it is in (its own decode step, or a
+     * prefill tile whose union starts earlier under a sliding window), so the result is
+     * bit-identical. */
+    for (int64_t block = chunk.first - chunk.first % BLOCK_ROWS; block <= chunk.last;
+         block += BLOCK_ROWS) {
+        const int64_t j0 = max64(block, chunk.first);
+        const int64_t n_rows = min64(block + BLOCK_ROWS - 1, chunk.last) - j0 + 1;
         p->vec->dot_tile(tl->q, tl->n, tl->k + j0 * p->kv_stride, p->kv_stride, n_rows, hd,
                          p->scale, scores, BLOCK_ROWS);
         for (int i = 0; i < tl->n; i++) {

@@ -269,6 +269,5 @@ llm_tile llm_get_tile(int weight_type, int64_t n_tok) {
     if (llm_get_path() == LLM_PATH_AVX2) return llm_avx2_tile(weight_type, n_tok);
 #endif
     (void)n_tok;
-    llm_tile tile = {scalar_tile_for(weight_type), 4, 4, LLM_ACT_ROWS};
-    return tile;
+    return llm_rows_tile(scalar_tile_for(weight_type), 4, 4);
 }

@@ -49,9 +49,16 @@ typedef struct {
     int act_layout;  /* enum llm_act_layout */
 } llm_tile;
 
+/* A tile over activations stored one row per token. */
+static inline llm_tile llm_rows_tile(llm_tile_fn fn, int rows, int toks) {
+    llm_tile tile = {fn, rows, toks, LLM_ACT_ROWS};
+    return tile;
+}
+
 /* The tile for a weight type and token count on the current path: one token gets the
- * decode shape (several rows, for independent accumulator chains), more tokens the
- * prefill shape (rows x tokens, so each unpacked weight block serves several tokens).
+ * decode shape (several rows at once), more tokens the prefill shape (rows x tokens, so
+ * each unpacked weight block serves several tokens). On every path the arithmetic for one
+ * (row, token) is the same in both shapes, so results do not depend on the batching.
  * fn is NULL for a type without kernels. */
 llm_tile llm_get_tile(int weight_type, int64_t n_tok);
 

@@ -1,22 +1,13 @@
-/* AVX2+FMA tiles for the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and the
- * float formats, and the table that picks each type's tile shape.
+/* AVX2+FMA tiles: the one-token tile of the 32-value block formats (Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0; their batched tile is in vec_dot_avx2_x8.c), the float formats' tiles, and
+ * the table that picks each type's tile shape.
  *
- * A tile computes R weight rows x T activation rows. Per block it unpacks each of the R
- * weight blocks once into 32 bytes, then for every token: integer products with
- * maddubs (u8 x s8 -> pairs of int16), madd (-> int32), one int->float conversion and one
- * FMA with the product of the two block scales. The R*T accumulators are independent
- * chains, which is what keeps the FMA latency off the critical path. */
+ * Integer products use maddubs (u8 x s8 -> pairs of int16) and madd (-> int32); the float
+ * work (conversion, scales) happens once per block. */
 #include "vec_dot.h"
 
 #if defined(__x86_64__)
 #include "avx2_common.h"
-
-/* One weight block ready for the integer dot: 32 bytes of quants, its scale and min. */
-typedef struct {
-    __m256i q;      /* unsigned values, or for Q8_0 the magnitudes |q| */
-    __m256i sign;   /* Q8_0 only: the signed values, to move their signs onto y */
-    __m256 d, m;    /* scale and min, broadcast */
-} weight_block;
 
 /* Bytes of one weight block of each 32-value type; a constant once the tile is inlined. */
 AVX2_INLINE int block_bytes(int type) {
@@ -37,7 +28,8 @@ AVX2_INLINE int value_offset(int type) {
 
 AVX2_INLINE int has_min(int type) { return type == LLM_Q4_1 || type == LLM_Q5_1; }
 
-/* The quants of a weight block as 32 bytes (see weight_block.q). */
+/* The quants of a weight block as 32 bytes: unsigned values, or for Q8_0 the magnitudes
+ * |q| with the signed values in *sign (to move their signs onto the activations). */
 AVX2_INLINE __m256i load_weight_quants(int type, const uint8_t *p, __m256i *sign) {
     switch (type) {
     case LLM_Q4_0: return unpack_nibbles(((const block_q4_0 *)p)->qs);
@@ -56,179 +48,124 @@ AVX2_INLINE __m256i load_weight_quants(int type, const uint8_t *p, __m256i *sign
     }
 }
 
-AVX2_INLINE weight_block load_weight_block(int type, const uint8_t *p) {
-    weight_block wb;
-    wb.sign = _mm256_setzero_si256();
-    wb.q = load_weight_quants(type, p, &wb.sign);
-    /* the leading halves: d, or (d, m) */
-    uint32_t bits = 0;
-    memcpy(&bits, p, has_min(type) ? 4 : 2);
-    __m256 dm = _mm256_cvtph_ps(_mm_set1_epi32((int)bits));  /* d m d m ... */
-    wb.d = _mm256_moveldup_ps(dm);
-    wb.m = _mm256_movehdup_ps(dm);
-    return wb;
+/* The one-token (decode) shape: 8 weight rows against one activation row, the rows in
+ * the 8 float lanes. Per (row, block) it does exactly the float operations of the 8-token
+ * prefill tile (vec_dot_avx2_x8.c), in the same order: the block's integer dot times the
+ * activation scale, an FMA with the weight scale, then one FMA for the min (Q4_1, Q5_1) or
+ * the offset (Q4_0, Q5_0). So a token decoded one at a time gets bit-identical logits to
+ * the same token prefilled in a batch, however the prompt was chunked. Folding the 8 rows'
+ * integer sums into one vector (hadd) lets one conversion and two FMAs serve 8 rows. */
+
+/* 8 vectors of 8 int32 partial sums -> one vector whose lane r is the total of v[r].
+ * A transpose-and-add with unpacks (one uop each) rather than hadd (several on Zen). */
+AVX2_INLINE __m256i fold_rows8(const __m256i v[8]) {
+    __m256i pair[4], quad[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)  /* 128-bit half: v[2i] and v[2i+1] interleaved, 2 partials each */
+        pair[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                   _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)  /* 128-bit half: rows 4i..4i+3, one partial each */
+        quad[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(pair[2 * i], pair[2 * i + 1]),
+                                   _mm256_unpackhi_epi64(pair[2 * i], pair[2 * i + 1]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(quad[0], quad[1], 0x20),
+                            _mm256_permute2x128_si256(quad[0], quad[1], 0x31));
 }
 
-/* One activation block: 32 int8 values, scale, and what the weight type needs of the sum. */
-typedef struct {
-    __m256i y;
-    __m256i offset_sums;  /* Q4_0/Q5_0: offset * y, summed in pairs as maddubs does */
-    __m256 d;             /* the block scale, broadcast */
-    __m256 min_sum;       /* Q4_1/Q5_1: s/8 in every lane (lanes are summed at the end) */
-} act_block;
-
-AVX2_INLINE act_block load_act_block(int weight_type, const uint8_t *p) {
-    act_block ab;
-    if (has_min(weight_type)) {
-        const block_q8_1 *a = (const block_q8_1 *)p;
-        ab.y = _mm256_loadu_si256((const __m256i *)a->qs);
-        ab.d = _mm256_broadcast_ss(&a->d);
-        ab.min_sum = _mm256_mul_ps(_mm256_broadcast_ss(&a->s), _mm256_set1_ps(0.125f));
-    } else {
-        const block_q8_0 *a = (const block_q8_0 *)p;
-        ab.y = _mm256_loadu_si256((const __m256i *)a->qs);
-        ab.d = _mm256_cvtph_ps(_mm_set1_epi16((short)a->d));
-    }
-    if (value_offset(weight_type))
-        ab.offset_sums = _mm256_maddubs_epi16(_mm256_set1_epi8((char)value_offset(weight_type)), ab.y);
-    return ab;
+/* The leading two halves of each of 8 blocks — (d, m), or for the formats without a min
+ * d and the first two quant bytes, unused — as 8 floats d and 8 floats m, lane r from
+ * block r. Rows (0,1,4,5) and (2,3,6,7) go to two vectors so that one shuffle per
+ * output puts the lanes back in row order. */
+AVX2_INLINE void scales_of_rows8(const uint8_t *const block[8], __m256 *d, __m256 *m) {
+    uint32_t word[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) memcpy(&word[r], block[r], 4);
+    __m256 a = _mm256_cvtph_ps(_mm_setr_epi32((int)word[0], (int)word[1], (int)word[4], (int)word[5]));
+    __m256 b = _mm256_cvtph_ps(_mm_setr_epi32((int)word[2], (int)word[3], (int)word[6], (int)word[7]));
+    *d = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    *m = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-/* acc += dot(weight block, activation block) spread over 8 lanes. */
-AVX2_INLINE __m256 block_product(int type, const weight_block *wb, const act_block *ab,
-                                 __m256 acc) {
-    __m256i pairs;
-    if (type == LLM_Q8_0)
-        pairs = _mm256_maddubs_epi16(wb->q, _mm256_sign_epi8(ab->y, wb->sign));
-    else
-        pairs = _mm256_maddubs_epi16(wb->q, ab->y);
-    if (value_offset(type)) pairs = _mm256_sub_epi16(pairs, ab->offset_sums);
-    __m256 scaled = _mm256_mul_ps(pairs_to_float(pairs), ab->d);
-    acc = _mm256_fmadd_ps(scaled, wb->d, acc);
-    if (has_min(type)) acc = _mm256_fmadd_ps(wb->m, ab->min_sum, acc);
-    return acc;
+/* Sum of the 32 int8 values of an activation block (for Q8_0 activations, which do not
+ * carry it; the offset formats need it). */
+AVX2_INLINE int sum_int8x32(__m256i y) {
+    __m256i pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), y),
+                                      _mm256_set1_epi16(1));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1)));
 }
 
-/* The generic tile; every argument in capitals is a compile-time constant at each use. */
-AVX2_INLINE void tile_blocks32(const int TYPE, const int R, const int T, int nb,
-                               const uint8_t *w, size_t w_stride, int n_rows,
-                               const uint8_t *act, size_t act_stride, int n_toks,
-                               float *out, size_t out_stride) {
+AVX2_INLINE void decode_rows8(const int TYPE, int nb, const uint8_t *w, size_t w_stride,
+                              int n_rows, const uint8_t *act, float *out) {
     const int w_bytes = block_bytes(TYPE);
     const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const uint8_t *w_row[MAX_TILE], *a_row[MAX_TILE];
-    __m256 acc[MAX_TILE][MAX_TILE];
-    /* rows/tokens past the end repeat the last valid one: no branches in the loop */
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++) a_row[t] = act + (size_t)(t < n_toks ? t : n_toks - 1) * act_stride;
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-
-    for (int b = 0; b < nb; b++) {
-        weight_block wb[MAX_TILE];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) wb[r] = load_weight_block(TYPE, w_row[r] + (size_t)b * w_bytes);
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            act_block ab = load_act_block(TYPE, a_row[t] + (size_t)b * a_bytes);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) acc[r][t] = block_product(TYPE, &wb[r], &ab, acc[r][t]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; t++)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            if (r < n_rows && t < n_toks) out[t * out_stride + r] = hsum_ps(acc[r][t]);
-}
-
-/* The one-token (decode) shape: R rows against one activation row. Per row and block the
- * scale work is one conversion of the packed (d, m) halves and one multiply by the
- * activation's (dx, sx): lane 0 is the block scale d*dx, broadcast for the FMA; lane 1 is
- * the min term m*sx, summed in a small vector of its own. (Folding 4 rows' lanes with
- * hadd to share one conversion and FMA measured no faster on Zen 3.) */
-AVX2_INLINE __m128 halves_to_floats(const uint8_t *p, int two) {
-    uint32_t bits = 0;
-    memcpy(&bits, p, two ? 4 : 2);  /* (d) or (d, m); never the neighbouring bytes */
-    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
-}
-
-AVX2_INLINE void decode_blocks32(const int TYPE, const int R, int nb,
-                                 const uint8_t *w, size_t w_stride, int n_rows,
-                                 const uint8_t *act, float *out) {
-    const int w_bytes = block_bytes(TYPE);
-    const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const uint8_t *w_row[MAX_TILE];
-    __m256 acc[MAX_TILE];
-    __m128 min_acc[MAX_TILE];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
-        acc[r] = _mm256_setzero_ps();
-        min_acc[r] = _mm_setzero_ps();
-    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *w_row[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
+    __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *a = act + (size_t)b * a_bytes;
-        __m256i y = _mm256_loadu_si256((const __m256i *)(a + (has_min(TYPE) ? 8 : 2)));
-        /* (dx, sx) for Q8_1; (dx, 0) for Q8_0 */
-        __m128 act_scales = has_min(TYPE) ? _mm_castpd_ps(_mm_load_sd((const double *)a))
-                                          : halves_to_floats(a, 0);
-        __m256i offset_sums = _mm256_setzero_si256();
-        if (value_offset(TYPE))
-            offset_sums = _mm256_maddubs_epi16(_mm256_set1_epi8((char)value_offset(TYPE)), y);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const uint8_t *p = w_row[r] + (size_t)b * w_bytes;
-            prefetch_ahead(p, R * w_stride);
+        __m256i y;
+        float act_scale, act_sum = 0.0f;  /* act_sum: scale x sum of the block's values */
+        if (has_min(TYPE)) {
+            const block_q8_1 *q = (const block_q8_1 *)a;
+            y = _mm256_loadu_si256((const __m256i *)q->qs);
+            act_scale = q->d;
+            act_sum = q->s;
+        } else {
+            const block_q8_0 *q = (const block_q8_0 *)a;
+            y = _mm256_loadu_si256((const __m256i *)q->qs);
+            act_scale = half_to_float(&q->d);
+            if (value_offset(TYPE)) act_sum = act_scale * (float)sum_int8x32(y);
+        }
+        /* the 8 rows are contiguous: stream the next tile in, 8 blocks' worth of its bytes
+         * per block step (measured better than prefetching row by row or further ahead) */
+        const uint8_t *ahead = w + 8 * w_stride + (size_t)b * 8 * w_bytes;
+        for (int line = 0; line < 8 * w_bytes; line += 64) _mm_prefetch((const char *)ahead + line, _MM_HINT_T0);
+        const uint8_t *block[8];
+        __m256i dots[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            block[r] = w_row[r] + (size_t)b * w_bytes;
             __m256i pairs;
             if (TYPE == LLM_Q8_0) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)p)->qs);
+                __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block[r])->qs);
                 pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
             } else {
                 __m256i unused_sign;
-                pairs = _mm256_maddubs_epi16(load_weight_quants(TYPE, p, &unused_sign), y);
-                if (value_offset(TYPE)) pairs = _mm256_sub_epi16(pairs, offset_sums);
+                pairs = _mm256_maddubs_epi16(load_weight_quants(TYPE, block[r], &unused_sign), y);
             }
-            __m128 scales = _mm_mul_ps(halves_to_floats(p, has_min(TYPE)), act_scales);
-            if (has_min(TYPE)) min_acc[r] = _mm_add_ps(min_acc[r], scales);
-            acc[r] = _mm256_fmadd_ps(pairs_to_float(pairs), _mm256_broadcastss_ps(scales), acc[r]);
+            dots[r] = _mm256_madd_epi16(pairs, ones);
         }
+        __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(fold_rows8(dots)), _mm256_set1_ps(act_scale));
+        __m256 w_scale, w_min;
+        scales_of_rows8(block, &w_scale, &w_min);
+        acc = _mm256_fmadd_ps(dot, w_scale, acc);
+        if (has_min(TYPE))  /* + m * (dx * sum y) */
+            acc = _mm256_fmadd_ps(w_min, _mm256_set1_ps(act_sum), acc);
+        if (value_offset(TYPE))  /* - offset * d * (dx * sum y) */
+            acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)value_offset(TYPE)), w_scale),
+                                   _mm256_set1_ps(act_sum), acc);
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        float min_terms = has_min(TYPE) ? _mm_cvtss_f32(_mm_movehdup_ps(min_acc[r])) : 0.0f;
-        if (r < n_rows) out[r] = hsum_ps(acc[r]) + min_terms;
-    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (int r = 0; r < n_rows && r < 8; r++) out[r] = lanes[r];
 }
 
-#define DECODE32(name, TYPE, R)                                                            \
+#define DECODE32(name, TYPE)                                                               \
     AVX2_TARGET static void name(int nb, const uint8_t *w, size_t ws, int nr,             \
                                  const uint8_t *a, size_t as, int nt, float *o, size_t os) { \
         (void)as; (void)nt; (void)os;                                                      \
-        decode_blocks32(TYPE, R, nb, w, ws, nr, a, o);                                     \
+        decode_rows8(TYPE, nb, w, ws, nr, a, o);                                           \
     }
 
-DECODE32(q4_0_decode, LLM_Q4_0, 4)
-DECODE32(q4_1_decode, LLM_Q4_1, 4)
-DECODE32(q5_0_decode, LLM_Q5_0, 4)
-DECODE32(q5_1_decode, LLM_Q5_1, 4)
-DECODE32(q8_0_decode, LLM_Q8_0, 4)
-
-#define TILE32(name, TYPE, R, T)                                                           \
-    AVX2_TARGET static void name(int nb, const uint8_t *w, size_t ws, int nr,             \
-                                 const uint8_t *a, size_t as, int nt, float *o, size_t os) { \
-        tile_blocks32(TYPE, R, T, nb, w, ws, nr, a, as, nt, o, os);                        \
-    }
-
-TILE32(q4_0_prefill, LLM_Q4_0, 2, 4)
-TILE32(q4_1_prefill, LLM_Q4_1, 2, 4)
-TILE32(q5_0_prefill, LLM_Q5_0, 2, 4)
-TILE32(q5_1_prefill, LLM_Q5_1, 2, 4)
-TILE32(q8_0_prefill, LLM_Q8_0, 2, 4)
+DECODE32(q4_0_decode, LLM_Q4_0)
+DECODE32(q4_1_decode, LLM_Q4_1)
+DECODE32(q5_0_decode, LLM_Q5_0)
+DECODE32(q5_1_decode, LLM_Q5_1)
+DECODE32(q8_0_decode, LLM_Q8_0)
 
 /* ---------------------------------------------------------------- float weights */
 
@@ -303,8 +240,10 @@ TILE_FLOAT(bf16_prefill, LLM_BF16, 3, 4)
 llm_tile llm_avx2_k_tile(int weight_type, int decode);  /* vec_dot_avx2_k.c */
 llm_tile llm_avx2_x8_tile(int weight_type);             /* vec_dot_avx2_x8.c */
 
-/* From this many tokens the 8-token interleaved tiles beat one-token-per-vector ones
- * (a partial group of 8 costs as much as a full one). */
+/* From this many tokens the 8-token interleaved tiles beat one pass per token (a partial
+ * group of 8 costs as much as a full one). Below it the 32-value formats run the decode
+ * tile once per token: the same arithmetic as the interleaved tile, so a prompt gives the
+ * same numbers however it is split into batches. */
 #define X8_MIN_TOKENS 4
 
 llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
@@ -313,21 +252,17 @@ llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
         llm_tile x8 = llm_avx2_x8_tile(weight_type);
         if (x8.fn) return x8;
     }
-#define PICK(dec, pre, R_dec, R_pre, T_pre)                                                \
-    return decode ? (llm_tile){dec, R_dec, 1, LLM_ACT_ROWS}                                  \
-                  : (llm_tile){pre, R_pre, T_pre, LLM_ACT_ROWS}
     switch (weight_type) {
-    case LLM_Q4_0: PICK(q4_0_decode, q4_0_prefill, 4, 2, 4);
-    case LLM_Q4_1: PICK(q4_1_decode, q4_1_prefill, 4, 2, 4);
-    case LLM_Q5_0: PICK(q5_0_decode, q5_0_prefill, 4, 2, 4);
-    case LLM_Q5_1: PICK(q5_1_decode, q5_1_prefill, 4, 2, 4);
-    case LLM_Q8_0: PICK(q8_0_decode, q8_0_prefill, 4, 2, 4);
-    case LLM_F32: PICK(f32_decode, f32_prefill, 4, 3, 4);
-    case LLM_F16: PICK(f16_decode, f16_prefill, 4, 3, 4);
-    case LLM_BF16: PICK(bf16_decode, bf16_prefill, 4, 3, 4);
+    case LLM_Q4_0: return llm_rows_tile(q4_0_decode, 8, 1);
+    case LLM_Q4_1: return llm_rows_tile(q4_1_decode, 8, 1);
+    case LLM_Q5_0: return llm_rows_tile(q5_0_decode, 8, 1);
+    case LLM_Q5_1: return llm_rows_tile(q5_1_decode, 8, 1);
+    case LLM_Q8_0: return llm_rows_tile(q8_0_decode, 8, 1);
+    case LLM_F32: return decode ? llm_rows_tile(f32_decode, 4, 1) : llm_rows_tile(f32_prefill, 3, 4);
+    case LLM_F16: return decode ? llm_rows_tile(f16_decode, 4, 1) : llm_rows_tile(f16_prefill, 3, 4);
+    case LLM_BF16: return decode ? llm_rows_tile(bf16_decode, 4, 1) : llm_rows_tile(bf16_prefill, 3, 4);
     default: return llm_avx2_k_tile(weight_type, decode);
     }
-#undef PICK
 }
 
 float llm_vec_dot_avx2(int weight_type, int nb, const void *w, const void *act) {

@@ -241,17 +241,12 @@ TILE_K(q5_k_prefill, tile_q45_k(1, 2, 2, nb, w, ws, nr, a, as, nt, o, os))
 TILE_K(q6_k_decode, tile_q6_k(2, 1, nb, w, ws, nr, a, as, nt, o, os))
 TILE_K(q6_k_prefill, tile_q6_k(2, 2, nb, w, ws, nr, a, as, nt, o, os))
 
-static llm_tile rows_tile(llm_tile_fn fn, int rows, int toks) {
-    llm_tile tile = {fn, rows, toks, LLM_ACT_ROWS};
-    return tile;
-}
-
 llm_tile llm_avx2_k_tile(int weight_type, int decode) {
     switch (weight_type) {
-    case LLM_Q4_K: return decode ? rows_tile(q4_k_decode, 2, 1) : rows_tile(q4_k_prefill, 2, 2);
-    case LLM_Q5_K: return decode ? rows_tile(q5_k_decode, 2, 1) : rows_tile(q5_k_prefill, 2, 2);
-    case LLM_Q6_K: return decode ? rows_tile(q6_k_decode, 2, 1) : rows_tile(q6_k_prefill, 2, 2);
-    default: return rows_tile(NULL, 1, 1);
+    case LLM_Q4_K: return decode ? llm_rows_tile(q4_k_decode, 2, 1) : llm_rows_tile(q4_k_prefill, 2, 2);
+    case LLM_Q5_K: return decode ? llm_rows_tile(q5_k_decode, 2, 1) : llm_rows_tile(q5_k_prefill, 2, 2);
+    case LLM_Q6_K: return decode ? llm_rows_tile(q6_k_decode, 2, 1) : llm_rows_tile(q6_k_prefill, 2, 2);
+    default: return llm_rows_tile(NULL, 1, 1);
     }
 }
 

@@ -308,18 +308,27 @@ def test_avx2_and_scalar_paths_agree(qtype):
     assert np.all(np.abs(results["avx2"] - results["scalar"]) <= tolerance)
 
 
-@pytest.mark.parametrize("qtype", WEIGHT_TYPES)
-def test_batched_tokens_agree_with_one_at_a_time(qtype):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES + FLOAT_TYPES)
+def test_batched_tokens_equal_one_at_a_time_to_the_bit(qtype, path):
+    """Decode (one token), short batches and full tiles do the same arithmetic per (row,
+    token), so a prompt gives the same logits however it is chunked."""
+    K.set_kernel_path(path)
     rng = np.random.default_rng(int(qtype) + 50)
-    k = 512 if gguf.GGML_QUANT_SIZES[qtype][0] == 256 else 576
-    raw = random_blocks(rng, qtype, 21 * k // gguf.GGML_QUANT_SIZES[qtype][0])
-    w = raw.reshape(21, -1)
-    w_float = dequantized(raw, qtype).reshape(21, k)
-    x = activations(rng, 11, k)
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    k = 512 if block == 256 else 576
+    if qtype in FLOAT_TYPES:
+        w = rng.standard_normal((21, k)).astype(np.float32)
+        w = (w.astype(np.float16) if qtype == Q.F16 else w).view(np.uint8).reshape(21, -1)
+        if qtype == Q.BF16:
+            w = np.ascontiguousarray(w.reshape(21, k, 4)[:, :, 2:]).reshape(21, -1)
+    else:
+        w = random_blocks(rng, qtype, 21 * k // block).reshape(21, -1)
+    x = activations(rng, 19, k)
     batched = run_matmul(w, qtype, x)
-    single = np.concatenate([run_matmul(w, qtype, x[t:t + 1]) for t in range(len(x))])
-    tolerance = 1e-5 * (np.abs(x) @ np.abs(w_float).T)
-    assert np.all(np.abs(batched - single) <= tolerance)
+    for chunk in (1, 2, 3, 5, 8):
+        pieces = [run_matmul(w, qtype, x[t:t + chunk]) for t in range(0, len(x), chunk)]
+        np.testing.assert_array_equal(np.concatenate(pieces), batched, err_msg=f"chunk {chunk}")
 
 
 @pytest.mark.parametrize("n_tok", [1, 3, 9])
