@@ -127,6 +127,10 @@ class StringArray(Sequence):
         """The raw bytes of string `index`, undecoded."""
         return self._buf[self._bounds[index] + 8:self._bounds[index + 1]]
 
+    def raw_bytes(self):
+        """The whole array as stored (each string's u64 length, then its bytes)."""
+        return self._buf[self._bounds[0]:self._bounds[-1]]
+
     def tolist(self):
         """Every string, decoded in one pass (far faster than indexing one by one)."""
         buf, bounds = self._buf, self._bounds

@@ -17,6 +17,7 @@ from enum import IntEnum
 import numpy as np
 
 from llmcli.errors import GGUFError, TokenizerError
+from llmcli.table_cache import cached_arrays
 from llmcli.token_text import PackedStrings, pack_utf8
 
 
@@ -181,9 +182,14 @@ def _pretokenizer_rule(name):
 
 def _merges(metadata, pieces):
     """'left right' strings -> id arrays. Merges naming a missing token are dropped (they
-    could never apply); a file with no usable merge at all is refused."""
-    merges = string_list(_get(metadata, "tokenizer.ggml.merges", object, required=True),
-                         "tokenizer.ggml.merges")
+    could never apply); a file with no usable merge at all is refused. Kept in the table
+    cache: the lookups cost more than the rest of start-up."""
+    strings = _get(metadata, "tokenizer.ggml.merges", object, required=True)
+    return cached_arrays("merges", [metadata["tokenizer.ggml.tokens"], strings],
+                         lambda: _merge_ids(string_list(strings, "tokenizer.ggml.merges"), pieces))
+
+
+def _merge_ids(merges, pieces):
     index = {piece: i for i, piece in enumerate(pieces)}
     left, right, merged = [], [], []
     for rank, merge in enumerate(merges):
