@@ -202,3 +202,11 @@ void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n)
 {
     gated_parallel(ops_vec_select()->gelu_tanh_mul, gate, up, out, n);
 }
+
+/* One thread: a few thousand floats, far below what pays for a thread team. The loop is
+ * simple enough for the compiler to vectorize. */
+void ops_add(const float *a, const float *b, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}

@@ -40,6 +40,9 @@ void ops_softmax(float *x, int64_t n_rows, int64_t dim);
 void ops_swiglu(const float *gate, const float *up, float *out, int64_t n);
 void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n);
 
+/* out = a + b elementwise (the residual connection); out may be a or b. */
+void ops_add(const float *a, const float *b, float *out, int64_t n);
+
 /* Causal grouped-query attention of n_tok queries over the KV cache.
  *   q:       [n_tok, n_heads * head_dim]
  *   k_cache: [n_ctx, n_kv_heads * head_dim]   (rows 0..max(q_pos) filled)

@@ -21,6 +21,7 @@ cdef extern from "ops.h" nogil:
     void ops_softmax(float *x, int64_t n_rows, int64_t dim)
     void ops_swiglu(const float *gate, const float *up, float *out, int64_t n)
     void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n)
+    void ops_add(const float *a, const float *b, float *out, int64_t n)
     void ops_attention(const float *q, const float *k_cache, const float *v_cache,
                        const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
                        int head_dim, float scale, int window, float *out,

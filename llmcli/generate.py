@@ -124,6 +124,18 @@ def check_prompt_fits(n_prompt, n_ctx):
             "which leaves no room to generate; shorten the prompt or raise --ctx-size")
 
 
+def check_text_could_fit(text, tokenizer, n_ctx):
+    """Refuse, before tokenizing it, a text too long to fit whatever its split: it has at
+    least len(text) / max_token_bytes tokens. (Tokenizing costs tens of bytes of memory per
+    input byte: a 16 MiB prompt would peak near 1 GB only to be refused afterwards.)"""
+    at_least = -(-len(text) // tokenizer.max_token_bytes)
+    if at_least >= n_ctx:
+        raise ContextOverflowError(
+            f"the prompt has {len(text)} characters, so at least {at_least} tokens (no token "
+            f"is longer than {tokenizer.max_token_bytes} bytes), but the context window holds "
+            f"{n_ctx}; shorten the prompt or raise --ctx-size")
+
+
 def common_prefix_length(a, b):
     n = 0
     for x, y in zip(a, b):

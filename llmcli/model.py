@@ -56,22 +56,12 @@ def set_threads(threads):
 
 
 @dataclass(frozen=True)
-class _LayerPlan:
-    """What one layer's forward reads besides its weights, resolved once at load."""
-    weights: object        # LayerWeights
-    k_cache: np.ndarray    # [n_ctx, n_kv] float32
-    v_cache: np.ndarray    # [n_ctx, n_kv] float32
-    rope_base: float
-    window: int            # 0 = full attention
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """Views of the activation buffers for a batch of n tokens."""
+class _Buffers:
+    """The activation buffers, for up to `capacity` tokens; the layers read and write them
+    (llmcli/_forward.pxi), Python only x and normed."""
     x: np.ndarray          # [n, n_embd] residual stream
     normed: np.ndarray     # [n, n_embd] rmsnorm(x); after the last layer: final-normed
     q: np.ndarray          # [n, n_heads * head_dim] queries
-    q_heads: np.ndarray    # the same memory as [n * n_heads, head_dim], for per-head norms
     attn: np.ndarray       # [n, n_heads * head_dim] attention output
     proj: np.ndarray       # [n, n_embd] output of wo, then of w_down
     gate: np.ndarray       # [n, n_ff] w_gate output, then the gated activation
@@ -80,35 +70,33 @@ class _Batch:
 
 
 class _Activations:
-    """Activation buffers allocated once for up to `capacity` tokens; batch(n) gives views
-    of their first n rows (cached, so decode steps reuse the same views)."""
+    """Activation buffers allocated once for up to `capacity` tokens; batch(n) gives the
+    views of the first n rows of x and normed (cached: decode steps reuse the same views)."""
 
     def __init__(self, config, capacity):
         c = config
         self.capacity = capacity
-        self.head_dim = c.head_dim
-        self.buffers = _Batch(
+        self.buffers = _Buffers(
             x=np.zeros((capacity, c.n_embd), np.float32),
             normed=np.zeros((capacity, c.n_embd), np.float32),
             q=np.zeros((capacity, c.n_q), np.float32),
-            q_heads=None,
             attn=np.zeros((capacity, c.n_q), np.float32),
             proj=np.zeros((capacity, c.n_embd), np.float32),
             gate=np.zeros((capacity, c.n_ff), np.float32),
             up=np.zeros((capacity, c.n_ff), np.float32),
             pos=np.zeros(capacity, np.int32))
-        self.arange = np.arange(capacity, dtype=np.int32)
-        self.last = None   # the _Batch of the latest batch
+        self.last = None   # the views of the latest batch
 
-    def batch(self, n, first_pos):
-        """Views for n tokens at positions first_pos..first_pos+n-1."""
+    def batch(self, n):
         if self.last is None or len(self.last.x) != n:
-            b = self.buffers
-            self.last = _Batch(x=b.x[:n], normed=b.normed[:n], q=b.q[:n],
-                               q_heads=b.q[:n].reshape(-1, self.head_dim), attn=b.attn[:n],
-                               proj=b.proj[:n], gate=b.gate[:n], up=b.up[:n], pos=b.pos[:n])
-        np.add(self.arange[:n], first_pos, out=self.last.pos)
+            self.last = _Batch(x=self.buffers.x[:n], normed=self.buffers.normed[:n])
         return self.last
+
+
+@dataclass(frozen=True)
+class _Batch:
+    x: np.ndarray
+    normed: np.ndarray
 
 
 class Model:
@@ -134,12 +122,17 @@ class Model:
                         for _ in range(config.n_layers)]
         self.v_cache = [np.zeros((n_ctx, config.n_kv), np.float32)
                         for _ in range(config.n_layers)]
-        self._layers = [_LayerPlan(w, k, v, config.layer_rope_base(i), config.layer_window(i))
-                        for i, (w, k, v) in enumerate(zip(weights.layers, self.k_cache,
-                                                          self.v_cache))]
         if n_batch < 1:
             raise InputError(f"batch size must be >= 1, got {n_batch}")
         self._act = _Activations(config, min(n_batch, n_ctx))
+        # the layers run in one compiled call, bound to the caches and activation buffers
+        buffers = self._act.buffers
+        self._layers = K.LayerStack(
+            config, weights.layers, self.k_cache, self.v_cache,
+            [config.layer_rope_base(i) for i in range(config.n_layers)],
+            [config.layer_window(i) for i in range(config.n_layers)],
+            {name: getattr(buffers, name)
+             for name in ("x", "normed", "q", "attn", "proj", "gate", "up", "pos")})
 
     # ---- the cache ----
 
@@ -227,66 +220,20 @@ class Model:
         states in the `normed` buffer, and advance n_past."""
         c, w = self.config, self.weights
         n = len(ids)
-        act = self._act.batch(n, self.n_past)
+        act = self._act.batch(n)
         x = act.x
         # token embeddings
         K.get_rows(w.token_embd.data, w.token_embd.type, ids, x)
         if c.embd_scale != 1.0:
             x *= np.float32(c.embd_scale)
-        for i, layer in enumerate(self._layers):
-            self._attention_block(layer, act, None if probs is None else probs[i])
-            self._ffn_block(layer.weights, act)
+        # every layer (llmcli/_forward.pxi): rmsnorm, q/k/v projections (+ per-head q/k
+        # norms for gemma3), RoPE, attention over the cache, output projection (+ post-norm),
+        # residual; rmsnorm, gate/up projections, gated activation, down projection
+        # (+ post-norm), residual
+        self._layers.run(n, self.n_past, probs)
         # final norm
         K.rmsnorm(x, w.output_norm.data, c.rms_eps, act.normed)
         self.n_past += n
-
-    def _attention_block(self, layer, act, probs):
-        c, lw = self.config, layer.weights
-        first, n = self.n_past, len(act.x)
-        # this batch's rows of the KV cache: the k/v projections write there directly
-        k = layer.k_cache[first:first + n]
-        v = layer.v_cache[first:first + n]
-        # attention rmsnorm
-        K.rmsnorm(act.x, lw.attn_norm.data, c.rms_eps, act.normed)
-        # q, k, v projections
-        K.matmul(lw.wq.data, lw.wq.type, act.normed, act.q)
-        K.matmul(lw.wk.data, lw.wk.type, act.normed, k)
-        K.matmul(lw.wv.data, lw.wv.type, act.normed, v)
-        # per-head q/k norms (gemma3)
-        if c.qk_norm:
-            K.rmsnorm(act.q_heads, lw.q_norm.data, c.rms_eps, act.q_heads)
-            k_heads = k.reshape(-1, c.head_dim)
-            K.rmsnorm(k_heads, lw.k_norm.data, c.rms_eps, k_heads)
-        # RoPE
-        K.rope(act.q, act.pos, c.n_heads, c.head_dim, layer.rope_base, c.rope_neox)
-        K.rope(k, act.pos, c.n_kv_heads, c.head_dim, layer.rope_base, c.rope_neox)
-        # attention over the cache (rows 0..first+n-1, within the window if any)
-        K.attention(act.q, layer.k_cache, layer.v_cache, act.pos, c.n_heads, c.n_kv_heads,
-                    c.head_dim, c.attn_scale, layer.window, act.attn, probs)
-        # output projection
-        K.matmul(lw.wo.data, lw.wo.type, act.attn, act.proj)
-        if c.post_norms:
-            K.rmsnorm(act.proj, lw.post_attn_norm.data, c.rms_eps, act.proj)
-        # residual
-        np.add(act.x, act.proj, out=act.x)
-
-    def _ffn_block(self, lw, act):
-        c = self.config
-        # ffn rmsnorm
-        K.rmsnorm(act.x, lw.ffn_norm.data, c.rms_eps, act.normed)
-        # gate and up projections, gated activation
-        K.matmul(lw.w_gate.data, lw.w_gate.type, act.normed, act.gate)
-        K.matmul(lw.w_up.data, lw.w_up.type, act.normed, act.up)
-        if c.ffn_act == "silu":
-            K.swiglu(act.gate, act.up, act.gate)
-        else:
-            K.geglu_tanh(act.gate, act.up, act.gate)
-        # down projection
-        K.matmul(lw.w_down.data, lw.w_down.type, act.gate, act.proj)
-        if c.post_norms:
-            K.rmsnorm(act.proj, lw.post_ffn_norm.data, c.rms_eps, act.proj)
-        # residual
-        np.add(act.x, act.proj, out=act.x)
 
     def _output(self, rows, logits):
         """Logits of the batch rows `rows` (final-normed hidden states) into logits."""

@@ -40,6 +40,9 @@ class Tokenizer:
         types = vocab.token_types
         self._markers = np.isin(types, (TokenType.CONTROL, TokenType.UNKNOWN)).tolist()
         texts = encoder_texts(vocab.model, vocab.pieces, vocab.packed_pieces, types)
+        # no token stands for more bytes of text than this (its text as the encoder
+        # matches it is at least as long; 4 covers an unknown character)
+        self.max_token_bytes = max(int(np.diff(texts.offsets).max()), 4)
         self._core = BPECore(
             1 if vocab.model == "llama" else 0, vocab.pretokenizer or "gpt2",
             texts.blob, texts.offsets,

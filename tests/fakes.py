@@ -44,6 +44,7 @@ class FakeTokenizer:
     bos_id, eos_id = BOS, EOS
     eog_ids = frozenset({EOS, IM_END})
     add_eos = False
+    max_token_bytes = 4   # user text: one token per byte (the bound need only hold)
 
     def __init__(self, add_bos=False, chat_template=CHATML):
         self.add_bos = add_bos

@@ -131,24 +131,36 @@ def test_nul_bytes_are_text(tiny, tmp_path):
 
 @pytest.mark.parametrize("char", ["a", "é", " ", "\n", "7"])
 def test_ten_megabytes_of_one_character(smollm2_path, tmp_path, char):
-    """One 10 MB "word" must tokenize in near-linear time, then not fit the context."""
+    """One 10 MB "word": refused as too long for the context, before tokenizing (the
+    tokenizer's near-linear time on such words is tested in test_tokenizer.py)."""
     outcome = generate(smollm2_path, "--raw", home=tmp_path,
                        stdin=(char * (10_000_000 // len(char.encode()))).encode())
     if char == "\n":   # trailing newlines are stripped: nothing is left
         assert_clean_error(outcome, "the prompt is empty", status=2)
     else:
-        assert_clean_error(outcome, "the prompt has .* tokens but the context window holds 4096")
+        assert_clean_error(outcome, "the prompt has .* characters, so at least .* tokens .* "
+                                    "but the context window holds 4096")
 
 
 @pytest.mark.parametrize("model", ["smollm2", "gemma3"])
 def test_text_at_the_input_cap_fails_cleanly_within_the_memory_limit(model, smollm2_path,
                                                                      gemma3_path, tmp_path):
-    """16 MiB of one letter: the most text read, the most tokens made (a few million)."""
+    """16 MiB of one letter, the most text read: refused before it is tokenized (that
+    would make millions of tokens and peak near 1 GB), naming the lower bound on tokens."""
     from llmcli.commands._common import MAX_PROMPT_BYTES
 
     path = {"smollm2": smollm2_path, "gemma3": gemma3_path}[model]
     outcome = generate(path, "--raw", home=tmp_path, stdin=b"a" * MAX_PROMPT_BYTES)
-    assert_clean_error(outcome, "the prompt has .* tokens but the context window holds 4096")
+    assert_clean_error(outcome, "the prompt has 16777216 characters, so at least .* tokens "
+                                ".* but the context window holds 4096")
+    assert outcome.max_rss_mb < 400
+
+
+def test_a_prompt_just_over_the_bound_is_still_tokenized_and_measured(smollm2_path, tmp_path):
+    # below the byte bound the prompt is tokenized and the exact count reported
+    outcome = generate(smollm2_path, "--raw", "--ctx-size", "64", home=tmp_path,
+                       stdin=b"word " * 200)
+    assert_clean_error(outcome, "the prompt has 201 tokens but the context window holds 64")
 
 
 @pytest.mark.parametrize("source", ["stdin", "--file"])
