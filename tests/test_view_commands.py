@@ -6,7 +6,9 @@ import io
 import json
 import os
 import pty
+import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -147,12 +149,64 @@ def test_show_probs_are_the_sampler_distribution(fake_loader):
         assert lines[n] == probs_line(model.tokenizer, chunk, 4).plain.rstrip()
 
 
-def test_json_formats_parse(fake_loader):
-    for args in (["probs", "hi", "-t", "0.2,1", "--format", "json"],
-                 ["score", "hello", "--format", "json"],
-                 ["attention", "the cat", "--token", "cat", "--format", "json"],
-                 ["explain", "hi", "-n", "2", "--seed", "1", "--format", "json"]):
-        assert isinstance(json.loads(run_cli(args)), dict)
+# The JSON objects as each command's --help documents them: a dict lists every key, a
+# one-element list describes each item, a type (or tuple of types) a value.
+NUMBER, MAYBE_NUMBER = (int, float), (int, float, type(None))
+TOKEN = {"index": int, "id": int, "text": str}
+TOP = [{"id": int, "text": str, "prob": float}]
+SCHEMAS = {
+    "probs": {"model": str, "mode": str, "prompt_tokens": [int],
+              "filters": {"top_k": int, "top_p": NUMBER, "min_p": NUMBER},
+              "kept": {"vocabulary": int, "top_k": int, "top_p": int, "min_p": int,
+                       "chain": int},
+              "temperatures": [{"temperature": NUMBER, "entropy_bits": NUMBER,
+                                "top": [{"id": int, "text": str, "prob": float,
+                                         "kept": bool}]}]},
+    "score": {"model": str, "tokens": [{**TOKEN, "logprob": MAYBE_NUMBER,
+                                        "prob": MAYBE_NUMBER,
+                                        "surprisal_bits": MAYBE_NUMBER}],
+              "scored_tokens": int, "mean_surprisal_bits": MAYBE_NUMBER,
+              "perplexity": MAYBE_NUMBER},
+    "attention": {"model": str, "n_layers": int, "n_heads": int, "layer": (int, str),
+                  "head": (int, type(None)), "tokens": [TOKEN], "query": TOKEN,
+                  "weights": [float], "heads": [[float]]},
+    "explain": {"model": str, "arch": str, "mode": str, "tokens": [TOKEN],
+                "embedding": {**TOKEN, "size": int, "values": [float], "norm": float},
+                "architecture": {"n_layers": int, "n_heads": int, "n_kv_heads": int,
+                                 "head_dim": int, "n_embd": int, "n_vocab": int},
+                "sampler": str,
+                "steps": [{"step": int, "id": int, "text": str, "logprob": float,
+                           "prob": float, "finish_reason": (str, type(None)),
+                           "top": TOP, "sampler_top": TOP}]},
+}
+
+
+def check_schema(value, schema, where="$"):
+    if isinstance(schema, dict):
+        assert isinstance(value, dict) and set(value) == set(schema), \
+            f"{where}: keys {sorted(value)} != {sorted(schema)}"
+        for key, sub in schema.items():
+            check_schema(value[key], sub, f"{where}.{key}")
+    elif isinstance(schema, list):
+        assert isinstance(value, list) and value, f"{where}: not a non-empty list"
+        for n, item in enumerate(value):
+            check_schema(item, schema[0], f"{where}[{n}]")
+    else:
+        assert isinstance(value, schema) and not (
+            isinstance(value, bool) and schema in (int, NUMBER)), \
+            f"{where}: {value!r} is not {schema}"
+
+
+@pytest.mark.parametrize("args", [
+    ["probs", "hi", "-t", "0,0.2,1", "--format", "json"],
+    ["score", "hello", "--format", "json"],
+    ["attention", "the cat", "--token", "cat", "--format", "json"],
+    ["attention", "the cat", "--token", "cat", "--layer", "all", "--head", "1",
+     "--format", "json"],
+    ["explain", "hi", "-n", "2", "--seed", "1", "--format", "json"],
+], ids=lambda args: "-".join(args[:1] + args[4:6]))
+def test_json_schemas(fake_loader, args):
+    check_schema(json.loads(run_cli(args)), SCHEMAS[args[0]])
 
 
 def test_usage_errors(fake_loader):
@@ -208,6 +262,56 @@ def test_step_on_a_terminal():
     assert drawn in rest     # Enter kept the drawn token: it is the text written last
 
 
+def test_step_snapshot_and_the_picks_are_appended():
+    """StepSampler on the fake model, answers scripted: Enter, 2, Enter, q. The screens
+    are a snapshot; the generated ids are the drawn token, then choice 2 of the second
+    screen (read from the wrapped sampler's Draw at that prompt), then the drawn one."""
+    from llmcli.commands._show_probs import StepSampler
+
+    model = fake_model()
+    ids = model.tokenizer.encode("ab")
+    inner = make_sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=4)
+    answers, draws = iter(["\n", "2\n", "\n", "q\n"]), []
+    console = recording_console()
+
+    def read_line():
+        draws.append((inner.last.token, inner.last.top(10)))
+        return next(answers)
+    step = StepSampler(inner, model.tokenizer, len(ids), console=console,
+                       read_line=read_line)
+    chunks = list(generate(model, ids, step, max_tokens=10, ignore_eos=True))
+    check_snapshot("step.txt", console.export_text())
+    assert step.quit and chunks[-1].finish_reason == "interrupted" and len(draws) == 4
+    expected = [draws[0][0], draws[1][1][2][0], draws[2][0]]
+    assert [c.token for c in chunks if c.token is not None] == expected
+
+
+def test_step_q_stops_with_status_0_and_the_text_so_far():
+    """q is the user's choice, not an interruption (Ctrl-C exits 130): status 0, and
+    the text chosen before it is out."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["PYTHONPATH"] = os.path.dirname(HERE)
+        os.execv(sys.executable, [sys.executable, os.path.join(HERE, "fake_llm.py"),
+                                  "generate", "ab", "--step", "-n", "5", "--stats"])
+    try:
+        first = _read_until(fd, b"q = stop: ", timeout=60)
+        assert b"q = stop: " in first
+        os.write(fd, b"\n")
+        second = _read_until(fd, b"q = stop: ", timeout=60)
+        os.write(fd, b"q\n")
+        rest = _read_until(fd, b"__never__", timeout=10).decode("utf-8", "replace")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)   # it may be waiting for an answer that never comes
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "generated: 1 tokens" in rest and "finish:    quit" in rest
+    assert b"text so far: '" in second and b"text so far: ''" not in second
+
+
 def test_step_without_a_terminal_is_a_usage_error():
     proc = subprocess.run([sys.executable, os.path.join(HERE, "fake_llm.py"), "generate",
                            "hi", "--step"], capture_output=True, text=True, input="",
@@ -227,8 +331,21 @@ def real_model(request, monkeypatch):
 
 
 def test_real_probs(real_model):
+    """Each column is softmax(logits / T) over the whole vocabulary, recomputed here with
+    NumPy from the model's logits for the prompt the view reports."""
+    from llmcli.model import load
+
     view = json.loads(run_cli(["probs", "The capital of France is", "-t", "0.5,1,2",
                                "--top", "5", "--format", "json"]))
+    logits = load(real_model, n_ctx=512, threads=1).logits(view["prompt_tokens"])[-1]
+    for column in view["temperatures"]:
+        scaled = logits.astype(np.float64) / column["temperature"]
+        probs = np.exp(scaled - scaled.max())
+        assert len(probs) == view["kept"]["vocabulary"]
+        probs /= probs.sum()
+        top = np.argsort(-probs, kind="stable")[:5]
+        assert [t["id"] for t in column["top"]] == top.tolist()
+        np.testing.assert_allclose([t["prob"] for t in column["top"]], probs[top], rtol=1e-6)
     entropies = [c["entropy_bits"] for c in view["temperatures"]]
     assert entropies == sorted(entropies)                     # hotter = flatter
     assert view["kept"]["chain"] <= min(view["kept"]["top_k"], view["kept"]["top_p"])
@@ -257,3 +374,89 @@ def test_real_explain(real_model):
     first = view["steps"][0]
     assert len(first["top"]) == 10 and first["prob"] > 0
     assert 1 <= len(view["steps"]) <= 4
+
+
+# --- --step on a real model through a pseudo-terminal ----------------------------------------
+
+_CHOICE_LINE = re.compile(r"^\s+\[(\d)\] '(.*)'\s+(\S+)(  <- drawn)?$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _step_screen(fd, timeout=60):
+    """The text of one --step screen, up to its prompt: (text so far, [(label, p)])."""
+    raw = _read_until(fd, b"q = stop: ", timeout).decode("utf-8", "replace")
+    assert "q = stop: " in raw, f"no --step prompt within {timeout} s: {raw!r}"
+    lines = _ANSI.sub("", raw).replace("\r", "").splitlines()
+    so_far = next(line for line in lines if line.startswith("text so far: "))
+    choices = [m.group(2, 3) for m in map(_CHOICE_LINE.match, lines) if m]
+    return so_far[len("text so far: "):], [(text, float(p)) for text, p in choices]
+
+
+def _expected_choices(model, ids):
+    """The top 10 of softmax(logits) after `ids`, computed here with NumPy from the
+    model's teacher-forced logits: the distribution a greedy sampler with every filter
+    off offers."""
+    from llmcli.commands.tokenize import visible_piece
+
+    logits = model.logits(ids)[-1].astype(np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top = np.argsort(-probs, kind="stable")[:10]
+    return [int(i) for i in top], [(visible_piece(model.tokenizer, int(i)), probs[i])
+                                   for i in top]
+
+
+def _assert_same_choices(shown, expected):
+    assert [text for text, _ in shown] == [text for text, _ in expected]
+    for (_, p_shown), (_, p_expected) in zip(shown, expected):
+        assert p_shown == pytest.approx(p_expected, abs=1.5e-3)   # printed to 3 places
+
+
+def test_step_on_a_real_model_appends_the_chosen_token(smollm2_path):
+    """SmolLM2 through a pty, greedy with every filter off: step 1 Enter keeps the
+    argmax; step 2 the digit 2 picks the third alternative shown; step 3 shows the text
+    so far and the choices of the model fed that pick. Every screen is checked against
+    softmax of the logits that llmcli.model gives for the prefix."""
+    from llmcli.model import load
+
+    prompt, pick = "The capital of France is", 2
+    pid, fd = pty.fork()
+    if pid == 0:   # the child: the real CLI on the pty
+        os.environ.update(COLUMNS="100", PYTHONPATH=os.path.dirname(HERE))
+        os.execv(sys.executable, [sys.executable, "-m", "llmcli", "generate", prompt,
+                                  "-m", str(smollm2_path), "--raw", "--step", "-n", "3",
+                                  "-t", "0", "--top-k", "0", "--top-p", "1",
+                                  "--min-p", "0", "--threads", "1"])
+    model = load(smollm2_path, n_ctx=512, threads=1)
+    ids = model.tokenizer.encode(prompt)
+    try:
+        so_far, shown = _step_screen(fd)
+        top, expected = _expected_choices(model, ids)
+        assert so_far == "''"
+        _assert_same_choices(shown, expected)
+        os.write(fd, b"\n")                     # Enter: keep the drawn (argmax) token
+        ids.append(top[0])
+
+        so_far, shown = _step_screen(fd)
+        top, expected = _expected_choices(model, ids)
+        _assert_same_choices(shown, expected)
+        os.write(fd, f"{pick}\n".encode())      # a digit: the third alternative
+        ids.append(top[pick])
+
+        so_far, shown = _step_screen(fd)
+        top, expected = _expected_choices(model, ids)
+        generated = model.tokenizer.decode(ids[-2:])
+        assert so_far == repr(generated)      # the pick is what was appended...
+        _assert_same_choices(shown, expected)   # ...and what the model was fed
+        os.write(fd, b"\n")                     # Enter again: the argmax
+        ids.append(top[0])
+        rest = _ANSI.sub("", _read_until(fd, b"__never__", timeout=30).decode(
+            "utf-8", "replace"))
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)   # it may be waiting for an answer that never comes
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert model.tokenizer.decode([ids[-1]]) in rest   # the kept token was written

@@ -43,23 +43,30 @@ def test_kept_counts_by_hand():
     assert kept == {"vocabulary": 5, "top_k": 4, "top_p": 3, "min_p": 3, "chain": 2}
 
 
+def chain_distribution(logits, temperature, k, p, min_p):
+    """The sampler's distribution written from the definitions (no repetition penalty):
+    top-k by logit, top-p over those renormalized at temperature 1 (the smallest head
+    reaching p), min-p relative to the most likely, then softmax at the temperature.
+    Returns [(id, prob)], most likely first."""
+    exact = np.asarray(logits, dtype=np.float64)
+    order = np.argsort(-exact, kind="stable")[:k]
+    p1 = np.exp(exact[order] - exact[order].max())
+    p1 /= p1.sum()
+    kept = order[:int(np.searchsorted(np.cumsum(p1), p)) + 1]
+    kept = kept[exact[kept] >= exact[kept].max() + math.log(min_p)]
+    q = np.exp((exact[kept] - exact[kept].max()) / temperature)
+    q /= q.sum()
+    return sorted(zip(kept.tolist(), q.tolist()), key=lambda e: -e[1])
+
+
 def test_shown_top_k_equal_the_sampler_distribution():
     """What --show-probs shows (the Draw the sampler made) is softmax over the filtered
     tokens at the temperature, recomputed here from the definitions."""
     rng = np.random.default_rng(3)
     logits = (rng.normal(size=500) * 3).astype(np.float32)
-    exact = logits.astype(np.float64)
     sampler = make_sampler(temperature=1.7, top_k=12, top_p=0.9, min_p=0.02, seed=5)
     sampler(logits, [])
-    order = np.argsort(-exact, kind="stable")[:12]   # top-k 12
-    p1 = np.exp(exact[order] - exact[order].max())
-    p1 /= p1.sum()
-    n_top_p = int(np.searchsorted(np.cumsum(p1), 0.9)) + 1
-    kept = order[:n_top_p]
-    kept = kept[exact[kept] >= exact[kept].max() + math.log(0.02)]
-    q = np.exp((exact[kept] - exact[kept].max()) / 1.7)
-    q /= q.sum()
-    expected = sorted(zip(kept.tolist(), q.tolist()), key=lambda e: -e[1])
+    expected = chain_distribution(logits, 1.7, 12, 0.9, 0.02)
     shown = sampler.last.top(5)
     assert [i for i, _ in shown] == [i for i, _ in expected[:5]]
     np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected[:5]], rtol=1e-9)
@@ -123,3 +130,27 @@ def test_real_attention_rows_sum_to_one_and_are_causal(which, request):
     assert np.all(probs[-1][:, it, it + 1:] == 0)      # nothing after "it"
     # probabilities of the next token sum to 1 over the whole vocabulary
     assert views.distribution(logits[-1]).sum() == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("which", ["smollm2_path", "gemma3_path"])
+def test_real_shown_top_k_equal_the_sampler_distribution(which, request):
+    """At each step of a real generation with every filter on, the top-K that
+    --show-probs prints (chunk.top_probs) is the filter chain recomputed with NumPy from
+    the model's teacher-forced logits of the prefix."""
+    from llmcli.generate import generate
+    from llmcli.model import load
+
+    model = load(request.getfixturevalue(which), n_ctx=64, threads=1)
+    ids = model.tokenizer.encode("The capital of France is")
+    settings = {"temperature": 1.3, "top_k": 20, "top_p": 0.9, "min_p": 0.02}
+    sampler = make_sampler(**settings, seed=2)
+    chunks = list(generate(model, ids, sampler, max_tokens=3, ignore_eos=True,
+                           top_probs=5))
+    checker = load(request.getfixturevalue(which), n_ctx=64, threads=1)
+    for chunk in chunks:
+        expected = chain_distribution(checker.logits(ids)[-1], *settings.values())
+        assert [i for i, _ in chunk.top_probs] == [i for i, _ in expected[:5]]
+        np.testing.assert_allclose([p for _, p in chunk.top_probs],
+                                   [p for _, p in expected[:5]], rtol=1e-5)
+        assert chunk.prob == pytest.approx(dict(expected).get(chunk.token, 0.0), rel=1e-5)
+        ids.append(chunk.token)

@@ -78,6 +78,8 @@ def run(request, load_model):
     final = _drive(chunks, writer)
     if final is None:   # Ctrl-C before the generator even started
         raise KeyboardInterrupt
+    if request.step and sampler.quit:
+        final.finish_reason = "quit"   # q at the --step prompt: exit 0, not 130
     writer.finish(final, load_seconds)
     if request.show_stats:
         _echo_err(_stats_text(final.stats, load_seconds, final.finish_reason))

@@ -62,6 +62,11 @@ class ShowProbsWriter:
         self.console.print(escape_control("".join(self.base.text)), markup=False)
 
 
+class StepQuit(KeyboardInterrupt):
+    """q at the --step prompt: ends the generation the way Ctrl-C does (the generator
+    releases its held-back text), but it is the user's choice, not an interruption."""
+
+
 class StepSampler:
     """Wraps a Sampler: after each draw, shows the sampler's top alternatives and reads
     a line: Enter keeps the drawn token, a digit picks that alternative, q stops."""
@@ -72,6 +77,7 @@ class StepSampler:
         self.sampler, self.tokenizer, self.n_prompt = sampler, tokenizer, n_prompt
         self.console = console or Console(highlight=False)
         self.read_line = read_line or sys.stdin.readline
+        self.quit = False   # set when the user pressed q
 
     @property
     def last(self):
@@ -96,15 +102,20 @@ class StepSampler:
             self.console.print(Text(f"  [{n}] {quoted(self.tokenizer, token_id):<18} "
                                     f"{fmt_prob(p):>7}{mark}", style=prob_style(p)))
         if drawn not in (i for i, _ in choices):
-            self.console.print(f"  drawn: {quoted(self.tokenizer, drawn)}", markup=False)
+            p = self.sampler.last.prob_of(drawn)
+            self.console.print(Text(f"  drawn: {quoted(self.tokenizer, drawn):<15} "
+                                    f"{fmt_prob(p):>7}", style=prob_style(p)))
         return self._ask(drawn, choices)
 
     def _ask(self, drawn, choices):
         while True:
             self.console.print("Enter = keep the drawn token, 0-9 = pick, q = stop: ", end="")
             answer = self.read_line()
-            if answer == "" or answer.strip().lower() == "q":
-                raise KeyboardInterrupt   # ends the generation like Ctrl-C
+            if answer == "":
+                raise KeyboardInterrupt   # end of input (Ctrl-D): as Ctrl-C
+            if answer.strip().lower() == "q":
+                self.quit = True
+                raise StepQuit
             answer = answer.strip()
             if not answer:
                 return drawn
