@@ -138,8 +138,11 @@ class GGUFWriter:
     """Collects key/values and tensors, then lays out one GGUF file (see module doc)."""
 
     def __init__(self, *, version=3, alignment=None, magic=b"GGUF", n_kv=None,
-                 n_tensors=None, layout_alignment=None):
+                 n_tensors=None, layout_alignment=None, reverse_tensor_infos=False):
         self.version, self.magic = version, magic
+        # list the tensor infos last-first while the data stays in the order added, so
+        # the offsets in the info table decrease (the spec does not require an order)
+        self.reverse_tensor_infos = reverse_tensor_infos
         self.n_kv, self.n_tensors = n_kv, n_tensors
         self.kvs = []      # (key bytes, type number, payload bytes)
         self.tensors = []  # dicts: name, n_dims, dims, ggml_type, offset, data
@@ -181,7 +184,8 @@ class GGUFWriter:
                u64(len(self.kvs) if self.n_kv is None else self.n_kv)]
         for key, type_number, payload in self.kvs:
             out += [string(key), u32(type_number), payload]
-        for tensor, offset in zip(self.tensors, offsets):
+        infos = list(zip(self.tensors, offsets))
+        for tensor, offset in reversed(infos) if self.reverse_tensor_infos else infos:
             out += [string(tensor["name"]), u32(tensor["n_dims"])]
             out += [u64(d) for d in tensor["dims"]]
             out += [u32(tensor["ggml_type"]), u64(offset)]

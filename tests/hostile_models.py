@@ -124,16 +124,17 @@ def llama_tensors(n_vocab, dims=LLAMA_DIMS, emit_id=None, seed=0):
 
 
 def tiny_llama(path=None, *, metadata=None, tensors=None, emit=None, dims=LLAMA_DIMS,
-               template=CHATML, seed=0, alignment=None):
+               template=CHATML, seed=0, alignment=None, reverse_tensor_infos=False):
     """A valid tiny llama model with overrides; `emit` (bytes or str) becomes one extra
     token that greedy decoding produces at every step. Returns the path, or the bytes
-    when `path` is None."""
+    when `path` is None. `reverse_tensor_infos` lists the tensors last-first (their
+    offsets out of order; the data is where it always is)."""
     emit_bytes = emit.encode("utf-8") if isinstance(emit, str) else emit
     tokens, types, merges = llama_vocab([byte_level(emit_bytes)] if emit_bytes else ())
     emit_id = len(tokens) - 1 if emit_bytes else None
     return write_model(llama_metadata(tokens, types, merges, dims, template),
                        llama_tensors(len(tokens), dims, emit_id, seed),
-                       metadata, tensors, path, alignment)
+                       metadata, tensors, path, alignment, reverse_tensor_infos)
 
 
 # --- gemma3 with a SentencePiece-style vocabulary -----------------------------------------
@@ -211,12 +212,12 @@ def tiny_gemma3(path=None, *, metadata=None, tensors=None, seed=0):
 # --- writing --------------------------------------------------------------------------------
 
 def write_model(metadata, tensors, metadata_overrides=None, tensor_overrides=None, path=None,
-                alignment=None):
+                alignment=None, reverse_tensor_infos=False):
     """Apply overrides (value, or DROP) and write. A tensor override is an array, or
     (raw bytes, ggml type, dims in ggml order)."""
     metadata = _overridden(metadata, metadata_overrides)
     tensors = _overridden(tensors, tensor_overrides)
-    writer = GGUFWriter(alignment=alignment)
+    writer = GGUFWriter(alignment=alignment, reverse_tensor_infos=reverse_tensor_infos)
     for key, value in metadata.items():
         writer.add(key, value)
     for name, data in tensors.items():

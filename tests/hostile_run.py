@@ -7,7 +7,7 @@ bounded by an address-space limit set in the child.
     assert_clean_error(outcome, r"tensor 'output.weight'")
 
 Set LLMCLI_HOSTILE_REPORT=/some/file.jsonl to append one line per run (case, status,
-CPU seconds, max RSS) for the closing report.
+CPU seconds, max RSS) for the closing report; benchmarks/hostile_summary.py sums it up.
 """
 import json
 import os
@@ -155,6 +155,8 @@ def _report(outcome):
     path = os.environ.get("LLMCLI_HOSTILE_REPORT")
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"args": [str(a) for a in outcome.args][:4],
+            # the test that ran it (pytest sets this variable): the case, for the report
+            case = os.environ.get("PYTEST_CURRENT_TEST", "").removesuffix(" (call)")
+            f.write(json.dumps({"case": case, "args": [str(a) for a in outcome.args][:4],
                                 "status": outcome.returncode, "cpu": round(outcome.cpu, 3),
                                 "max_rss_mb": round(outcome.max_rss_mb, 1)}) + "\n")

@@ -364,6 +364,7 @@ BROKEN = {
     "n_dims 0": (one_tensor(dims=(), n_dims=0), "tensor 't': n_dims 0 is not between 1 and 4"),
     "n_dims 5": (one_tensor(dims=(32, 1, 1, 1, 1)), "n_dims 5 is not between 1 and 4"),
     "n_dims 2^31": (one_tensor(dims=(32,), n_dims=2**31), "n_dims 2147483648"),
+    "n_dims 2^32 - 1": (one_tensor(dims=(32,), n_dims=2**32 - 1), "n_dims 4294967295 is not between 1 and 4"),
     "zero dim": (one_tensor(dims=(32, 0)), "dimension 1 is zero"),
     "element count over 2^63": (one_tensor(dims=(2**32, 2**32)), "more than 2\\^63 elements"),
     "byte size over 64 bits": (one_tensor(dims=(2**31, 2**31), ggml_type=GGMLType.F64),

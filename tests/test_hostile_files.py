@@ -1,7 +1,7 @@
-"""Hostile model files through the real `llm` command (issue 7, part 1): header and
-metadata cases the reader-level corpus (test_gguf.py) and `llm inspect` corpus
-(test_inspect.py) do not hold, the config/tokenizer/weights layers behind `llm generate`,
-and single-byte mutations of the real SmolLM2 file.
+"""Hostile model files through the real `llm` command (issue 7, part 1): the reader's
+corpus of broken headers, metadata and tensor infos (test_gguf.py) through `llm
+generate` and `llm inspect`, special files and legacy formats, the config/tokenizer/
+weights layers behind `llm generate`, and single-byte mutations of the real SmolLM2 file.
 
 Every case: exit 1, one `Error:` line naming the problem, no traceback, no signal, a few
 CPU-seconds, memory bounded by RLIMIT_AS in the child (tests/hostile_run.py).
@@ -19,6 +19,7 @@ from gguf_writer import GGUFWriter, Typed, VT, u32, u64
 from hostile_models import DROP, llama_vocab, tiny_llama
 from hostile_run import (MEMORY_LIMIT, ROOT, assert_clean_error, assert_no_crash,
                          child_limits, run_llm)
+from test_gguf import BROKEN as READER_CASES
 
 TOKENS = llama_vocab()[0]
 N_VOCAB = len(TOKENS)
@@ -65,6 +66,34 @@ def test_special_files_and_old_formats(tmp_path, case, command):
     else:
         outcome = run_llm("inspect", path, home=tmp_path)
     assert_clean_error(outcome, message)
+
+
+# --- the reader's corpus (tests/test_gguf.py) through the command -----------------------------
+
+@pytest.mark.parametrize("command", ["generate", "inspect"])
+@pytest.mark.parametrize("case", list(READER_CASES))
+def test_reader_corpus_through_the_command(tmp_path, case, command):
+    """Every broken header, metadata and tensor-info case of the reader's corpus, as a
+    file given to the real command: the same one error line the reader raises."""
+    data, message = READER_CASES[case]
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(data)
+    if command == "generate":
+        outcome = generate(path, tmp_path)
+    else:
+        outcome = run_llm("inspect", path, home=tmp_path)
+    assert_clean_error(outcome, message)
+
+
+def test_tensor_offsets_out_of_order_are_read_where_they_point(tmp_path):
+    """The spec does not order the tensor infos by offset: a file listing its tensors
+    last-first (offsets decreasing) is the same model, and generates the same text."""
+    in_order = generate(tiny_llama(tmp_path / "a.gguf"), tmp_path, "--raw", "-n", "8")
+    reversed_infos = generate(tiny_llama(tmp_path / "b.gguf", reverse_tensor_infos=True),
+                              tmp_path, "--raw", "-n", "8")
+    assert in_order.returncode == 0 and in_order.stdout, in_order.stderr
+    assert reversed_infos.returncode == 0, reversed_infos.stderr
+    assert reversed_infos.stdout == in_order.stdout
 
 
 # --- metadata that the config, tokenizer and weights layers must refuse -----------------------

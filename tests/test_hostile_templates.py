@@ -1,15 +1,17 @@
 """Hostile chat templates (issue 7, part 1): a GGUF's `tokenizer.chat_template` is code
 from the file (CVE-2024-34359 was a template rendered outside the Jinja sandbox). Each
 template tries to escape the sandbox to create a marker file, or to burn time or
-memory, or is broken. Through `llm generate --chat` on a model carrying it, and through
-llmcli.chat directly: a TemplateError naming the template, and never the marker file.
+memory, or is broken. Through `llm generate --chat` and `llm chat` (a pipe, and one
+terminal session) on a model carrying it, and through llmcli.chat directly: a
+TemplateError naming the template, and never the marker file.
 """
+import sys
 import time
 
 import pytest
 
 from hostile_models import tiny_llama
-from hostile_run import assert_clean_error, run_llm
+from hostile_run import assert_clean_error, llm_env, run_llm
 from llmcli import chat
 from llmcli.errors import TemplateError
 
@@ -80,6 +82,40 @@ def test_hostile_template_through_llm_generate(tmp_path, case):
         assert_clean_error(outcome, "has no chat template", status=2)
     else:
         assert_clean_error(outcome, "chat template")
+    assert not marker.exists(), f"{case}: the template ran code outside the sandbox"
+
+
+@pytest.mark.parametrize("case", list(ESCAPES) + list(RESOURCE_HOGS) + list(BROKEN))
+def test_hostile_template_through_llm_chat_from_a_pipe(tmp_path, case):
+    """The template renders when the first message is sent: from a pipe the error ends
+    the chat (exit 1) before any reply."""
+    marker = tmp_path / "PWNED"
+    template = with_marker({**ESCAPES, **RESOURCE_HOGS, **BROKEN}[case], marker)
+    path = tiny_llama(tmp_path / "m.gguf", template=template)
+    outcome = run_llm("chat", "-m", path, "-n", "1", "-t", "0", stdin=b"hi\n", home=tmp_path)
+    # an empty template is no template: `llm chat` refuses the model
+    assert_clean_error(outcome, "has no chat template" if case == "empty output" else "chat template")
+    assert outcome.stdout == b""
+    assert not marker.exists(), f"{case}: the template ran code outside the sandbox"
+
+
+@pytest.mark.parametrize("case", ["__globals__ of raise_exception", "range(10**12) loop"])
+def test_hostile_template_in_a_terminal_chat_is_a_notice_and_runs_nothing(tmp_path, case):
+    """On a terminal an error does not end the chat: a one-line notice, the prompt
+    again, and Ctrl-D leaves normally."""
+    from test_chat_cli import PROMPT, PtyChat
+
+    marker = tmp_path / "PWNED"
+    template = with_marker({**ESCAPES, **RESOURCE_HOGS}[case], marker)
+    path = tiny_llama(tmp_path / "m.gguf", template=template)
+    session = PtyChat(executable=[sys.executable, "-m", "llmcli", "chat", "-m", str(path)],
+                      env=llm_env(tmp_path))
+    session.expect(PROMPT)
+    session.type("hi\r")
+    notice = session.expect(PROMPT)
+    assert b"error: chat template failed" in notice and b"Traceback" not in notice, notice
+    session.type("\x04")
+    assert session.exit_code() == 0
     assert not marker.exists(), f"{case}: the template ran code outside the sandbox"
 
 
