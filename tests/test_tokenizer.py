@@ -2,7 +2,6 @@
 tests/golden/make_tokenizer_goldens.py from transformers and llama.cpp; the small
 synthetic vocabularies below have expectations worked out by hand from the BPE rules."""
 import json
-import os
 import pathlib
 import random
 import time
@@ -291,14 +290,11 @@ def test_pretokenizer_splits_equal_hf(rule):
 
 
 @pytest.mark.parametrize("name", ["gpt-2", "llama-bpe", "qwen2"])
-def test_other_byte_level_vocabs_equal_llama_cpp(name):
-    """Full tokenization with llama.cpp's own test vocabularies (in its source tree; not
-    shipped with llmcli): set LLMCLI_TEST_VOCAB_DIR to run."""
-    golden = SPLITS["vocabs"].get(name)
-    vocab_dir = os.environ.get("LLMCLI_TEST_VOCAB_DIR")
-    if not golden or not vocab_dir or not (pathlib.Path(vocab_dir) / golden["gguf"]).exists():
-        pytest.skip("llama.cpp test vocabularies not available (LLMCLI_TEST_VOCAB_DIR)")
-    tokenizer = Tokenizer.from_gguf(pathlib.Path(vocab_dir) / golden["gguf"])
+def test_other_byte_level_vocabs_equal_llama_cpp(name, llama_cpp_vocab_dir):
+    """Full tokenization with llama.cpp's own test vocabularies (from its source tree,
+    fetched by tests/vocab_files.py; not shipped with llmcli)."""
+    golden = SPLITS["vocabs"][name]
+    tokenizer = Tokenizer.from_gguf(llama_cpp_vocab_dir / golden["gguf"])
     assert _mismatches(tokenizer, golden["plain"]) == []
 
 
