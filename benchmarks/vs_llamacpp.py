@@ -121,7 +121,10 @@ def run_worker(args):
 # ---------------------------------------------------------------- driver side
 
 def measure_once(engine, python, args, model_path):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    # Each engine runs alone in its own process, with the environment as a user has it:
+    # no forced OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers cost llmcli and llama.cpp,
+    # both OpenMP builds, a futex wake-up per parallel region: decode 2-4x slower).
+    env = dict(os.environ)
     if engine in ("llama.cpp", "transformers"):
         # Peers import only llmcli.speed (pure Python) from this tree.
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
