@@ -10,6 +10,7 @@ Vocabularies have up to ~262k tokens, so the bulk conversions here avoid per-tok
 Python work (one join, one translate, NumPy for offsets).
 """
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,26 @@ class PackedStrings:
 
     def lengths(self):
         return np.diff(self.offsets)
+
+
+class PackedText(Sequence):
+    """UTF-8 strings packed in a PackedStrings (known valid), read like a list of str:
+    each is decoded when it is read."""
+
+    def __init__(self, packed):
+        self.packed = packed
+
+    def __len__(self):
+        return len(self.packed)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"token index {index} out of range")
+        return self.packed[index].decode("utf-8")
 
 
 def pack(byte_strings):

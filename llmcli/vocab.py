@@ -18,7 +18,7 @@ import numpy as np
 
 from llmcli.errors import GGUFError, TokenizerError
 from llmcli.table_cache import cached_arrays
-from llmcli.token_text import PackedStrings, pack_utf8
+from llmcli.token_text import PackedStrings, PackedText, pack_utf8
 
 
 class TokenType(IntEnum):
@@ -80,13 +80,13 @@ def vocab_from_metadata(metadata):
     if model not in ("gpt2", "llama"):
         raise TokenizerError(f"tokenizer.ggml.model = {model!r} is not supported "
                              "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece BPE)")
-    pieces = string_list(_get(metadata, "tokenizer.ggml.tokens", object, required=True),
-                         "tokenizer.ggml.tokens")
+    is_spm = model == "llama"
+    pieces, packed_pieces = _pieces(_get(metadata, "tokenizer.ggml.tokens", object, required=True),
+                                    "tokenizer.ggml.tokens", keep_packed=is_spm)
     n_vocab = len(pieces)
     if n_vocab == 0:
         raise TokenizerError("tokenizer.ggml.tokens is empty")
     token_types = _token_types(metadata, n_vocab)
-    is_spm = model == "llama"
     scores = _array(metadata, "tokenizer.ggml.scores", np.float32, n_vocab, default=0.0) if is_spm else None
     pre_name = _get(metadata, "tokenizer.ggml.pre", str, default="gpt2")
     pretokenizer = None if is_spm else _pretokenizer_rule(pre_name)
@@ -114,7 +114,7 @@ def vocab_from_metadata(metadata):
         raise TokenizerError("tokenizer.ggml.add_eos_token is true but tokenizer.ggml.eos_token_id is missing")
     return Vocab(
         model=model, pretokenizer=pretokenizer, ignore_merges=llama3,
-        pieces=pieces, packed_pieces=pack_utf8(pieces),
+        pieces=pieces, packed_pieces=packed_pieces,
         token_types=token_types,
         scores=scores, merges=merges, bos_id=bos_id, eos_id=eos_id,
         eot_id=token_id("tokenizer.ggml.eot_token_id"),
@@ -206,6 +206,23 @@ def _merge_ids(merges, pieces):
     if not left and merges:
         raise TokenizerError("tokenizer.ggml.merges names no tokens of tokenizer.ggml.tokens")
     return tuple(np.array(ids, dtype=np.int32) for ids in (left, right, merged))
+
+
+def _pieces(strings, key, keep_packed):
+    """The token strings as (a sequence of str, the same packed as UTF-8). keep_packed:
+    a GGUF string array is packed straight from the file's bytes and each string decoded
+    only when read (SentencePiece: the encoder matches the pieces as stored; making
+    Gemma 3's 262k Python strings cost ~0.2 s and ~20 MB at every start). Byte-level
+    vocabularies are unmapped string by string anyway, so they are read as a list."""
+    if keep_packed and hasattr(strings, "packed"):
+        try:
+            blob, offsets = strings.packed()
+        except GGUFError:
+            raise TokenizerError(f"{key}[{_first_bad_utf8(strings)}] is not valid UTF-8") from None
+        packed = PackedStrings(blob, offsets)
+        return PackedText(packed), packed
+    values = string_list(strings, key)
+    return values, pack_utf8(values)
 
 
 def string_list(strings, key):

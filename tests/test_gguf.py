@@ -190,6 +190,19 @@ def test_string_array_behaves_like_a_list(tmp_path):
         list(s["bad"])
 
 
+def test_string_array_packed_bytes_and_utf8_checks(tmp_path):
+    w = GGUFWriter()
+    w.add("s", ["a", "bc", "", UNICODE])
+    w.add("split", [b"ok", b"\xc3", b"\xa9"])   # valid only once joined: still refused
+    w.add("bad", [b"ok", b"\xff"])
+    m = open_gguf(write(tmp_path, w)).metadata
+    blob, offsets = m["s"].packed()
+    assert blob == ("abc" + UNICODE).encode() and list(offsets) == [0, 1, 3, 3, len(blob)]
+    for key in ("split", "bad"):
+        with pytest.raises(GGUFError, match=f"'{key}': string 1 is not valid UTF-8"):
+            m[key].packed()
+
+
 # --- the real models -------------------------------------------------------------------
 
 def test_smollm2_matches_reference_notes(smollm2_path):
