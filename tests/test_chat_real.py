@@ -119,6 +119,7 @@ def test_terminal_chat_with_the_real_model(smollm2_path, tmp_path):
     path = tmp_path / "chat.json"
     chat.type(f"/save {path}\r")
     chat.expect(b"[saved 2 turns")
+    chat.expect(PROMPT)   # a Ctrl-D typed before the prompt reads can be lost
     chat.type("\x04")
     assert chat.exit_code(timeout=60) == 0
     saved = json.loads(path.read_text())
