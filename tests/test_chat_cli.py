@@ -404,6 +404,20 @@ class PtyChat:
     def type(self, text):
         os.write(self.fd, text.encode() if isinstance(text, str) else text)
 
+    def wait_until_waiting_for_input(self, timeout=30):
+        """Until the chat sleeps (blocked reading the terminal): on a loaded machine the
+        prompt can show before the line editor is ready, and a key typed in between may
+        be lost. Used where a test types at a prompt and timing matters (Ctrl-C)."""
+        deadline, asleep = time.monotonic() + timeout, 0
+        while asleep < 3 and time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as stat:
+                    state = stat.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return
+            asleep = asleep + 1 if state == "S" else 0
+            time.sleep(0.05)
+
     def exit_code(self, timeout=60):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -461,14 +475,17 @@ def test_terminal_ctrl_c_stops_the_reply_and_keeps_it(tmp_path):
 def test_terminal_ctrl_c_twice_at_the_prompt_leaves_with_130():
     chat = PtyChat("-t", "0")
     chat.expect(PROMPT)
+    chat.wait_until_waiting_for_input()
     chat.type("\x03")
     chat.expect(b"(press Ctrl-C again or type /exit to leave)")
     chat.expect(PROMPT)
     chat.type("still here\r")
     chat.expect(b"You said: still here")
     chat.expect(PROMPT)
+    chat.wait_until_waiting_for_input()
     chat.type("\x03")
     chat.expect(PROMPT)
+    chat.wait_until_waiting_for_input()
     chat.type("\x03")
     assert chat.exit_code() == 130
 
