@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "quants.h"
+
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
@@ -63,6 +65,27 @@ AVX2_INLINE __m256i fifth_bits(const uint8_t *qh) {
 AVX2_INLINE __m256 pairs_to_float(__m256i sums16) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(sums16, _mm256_set1_epi16(1)));
 }
+
+/* ---- the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), for their tiles ---- */
+
+/* Bytes of one weight block; a constant once the tile is inlined. */
+AVX2_INLINE int block_bytes(int type) {
+    switch (type) {
+    case LLM_Q4_0: return sizeof(block_q4_0);
+    case LLM_Q4_1: return sizeof(block_q4_1);
+    case LLM_Q5_0: return sizeof(block_q5_0);
+    case LLM_Q5_1: return sizeof(block_q5_1);
+    default: return sizeof(block_q8_0);
+    }
+}
+
+/* Q4_0 / Q5_0 store q - offset with q unsigned: we multiply the unsigned q (maddubs needs
+ * one unsigned operand) and subtract offset * d * (the activation block's scaled sum). */
+AVX2_INLINE int value_offset(int type) {
+    return type == LLM_Q4_0 ? 8 : type == LLM_Q5_0 ? 16 : 0;
+}
+
+AVX2_INLINE int has_min(int type) { return type == LLM_Q4_1 || type == LLM_Q5_1; }
 
 #endif
 #endif

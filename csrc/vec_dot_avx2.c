@@ -9,25 +9,6 @@
 #if defined(__x86_64__)
 #include "avx2_common.h"
 
-/* Bytes of one weight block of each 32-value type; a constant once the tile is inlined. */
-AVX2_INLINE int block_bytes(int type) {
-    switch (type) {
-    case LLM_Q4_0: return sizeof(block_q4_0);
-    case LLM_Q4_1: return sizeof(block_q4_1);
-    case LLM_Q5_0: return sizeof(block_q5_0);
-    case LLM_Q5_1: return sizeof(block_q5_1);
-    default: return sizeof(block_q8_0);
-    }
-}
-
-/* Q4_0 / Q5_0 store q - offset with q unsigned: we multiply the unsigned q (maddubs needs
- * one unsigned operand) and subtract offset * sum(y), computed once per activation block. */
-AVX2_INLINE int value_offset(int type) {
-    return type == LLM_Q4_0 ? 8 : type == LLM_Q5_0 ? 16 : 0;
-}
-
-AVX2_INLINE int has_min(int type) { return type == LLM_Q4_1 || type == LLM_Q5_1; }
-
 /* The quants of a weight block as 32 bytes: unsigned values, or for Q8_0 the magnitudes
  * |q| with the signed values in *sign (to move their signs onto the activations). */
 AVX2_INLINE __m256i load_weight_quants(int type, const uint8_t *p, __m256i *sign) {

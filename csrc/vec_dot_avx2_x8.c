@@ -64,16 +64,6 @@ AVX2_TARGET void llm_quantize_x8_avx2(int half_scale, const float *x, int64_t k,
 
 /* ---------------------------------------------------------------- tiles */
 
-AVX2_INLINE int block_bytes(int type) {
-    switch (type) {
-    case LLM_Q4_0: return sizeof(block_q4_0);
-    case LLM_Q4_1: return sizeof(block_q4_1);
-    case LLM_Q5_0: return sizeof(block_q5_0);
-    case LLM_Q5_1: return sizeof(block_q5_1);
-    default: return sizeof(block_q8_0);
-    }
-}
-
 AVX2_INLINE int quants_offset(int type) {  /* where qs starts in the block */
     switch (type) {
     case LLM_Q4_0: return 2;
@@ -83,12 +73,6 @@ AVX2_INLINE int quants_offset(int type) {  /* where qs starts in the block */
     default: return 2;
     }
 }
-
-AVX2_INLINE int value_offset(int type) {
-    return type == LLM_Q4_0 ? 8 : type == LLM_Q5_0 ? 16 : 0;
-}
-
-AVX2_INLINE int has_min(int type) { return type == LLM_Q4_1 || type == LLM_Q5_1; }
 
 /* The 32 quants of a weight block as two vectors, values 0..15 and 16..31, each half
  * repeated in both 128-bit lanes (so an in-lane dword broadcast reaches all 8 tokens). */
