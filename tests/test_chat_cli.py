@@ -402,7 +402,13 @@ class PtyChat:
                     pass
 
     def type(self, text):
-        os.write(self.fd, text.encode() if isinstance(text, str) else text)
+        data = text.encode() if isinstance(text, str) else text
+        if data == b"\x04":
+            # Ctrl-D only means end-of-input to a reader: typed while the chat is still
+            # busy (the terminal in canonical mode), the EOF is lost when readline
+            # takes the terminal, so it waits for the chat to be reading.
+            self.wait_until_waiting_for_input()
+        os.write(self.fd, data)
 
     def wait_until_waiting_for_input(self, timeout=30):
         """Until the chat sleeps (blocked reading the terminal): on a loaded machine the
