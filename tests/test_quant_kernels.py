@@ -290,7 +290,7 @@ def test_matmul_float_weights(qtype, path):
         assert np.all(np.abs(ours - exact) <= tolerance)
 
 
-@pytest.mark.skipif(len(PATHS) < 2, reason="this CPU has no AVX2 path to compare")
+@pytest.mark.skipif(len(PATHS) < 2, reason="no AVX2 path to compare (a CPU without AVX2, or LLMCLI_KERNELS=scalar)")
 @pytest.mark.parametrize("qtype", WEIGHT_TYPES)
 def test_avx2_and_scalar_paths_agree(qtype):
     rng = np.random.default_rng(int(qtype))
