@@ -2,6 +2,7 @@
 LLMCLI_UPDATE_SNAPSHOTS=1 to rewrite tests/snapshots/), --show-probs against the
 sampler's own distribution, --step through a pseudo-terminal, and runs of every view
 on both real models checking structural facts."""
+import contextlib
 import io
 import json
 import os
@@ -235,28 +236,42 @@ def _read_until(fd, marker, timeout=30):
     return data
 
 
+@contextlib.contextmanager
+def _on_a_pty(argv, **env):
+    """Run argv in a child whose terminal is a pty; yields (fd, outcome). On leaving, the
+    child is reaped and outcome["status"] is its exit status; if the test fails first,
+    the child is killed (it may be waiting for an answer that never comes)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(env)
+        os.execv(argv[0], argv)
+    outcome = {}
+    try:
+        yield fd, outcome
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        outcome["status"] = os.waitstatus_to_exitcode(status)
+
+
 def test_step_on_a_terminal():
     """fake_llm runs the real CLI; a pty is its terminal. Step 1: pick choice 2;
     step 2: Enter keeps the drawn token. The output is the chosen tokens."""
-    pid, fd = pty.fork()
-    if pid == 0:   # the child: the CLI with the fake model on the pty
-        os.environ["COLUMNS"] = "100"
-        os.environ["PYTHONPATH"] = os.path.dirname(HERE)
-        os.execv(sys.executable, [sys.executable, os.path.join(HERE, "fake_llm.py"),
-                                  "generate", "ab", "--step", "-n", "2", "-t", "1",
-                                  "--top-k", "0", "--top-p", "1", "--min-p", "0",
-                                  "--seed", "1"])
-    first = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
-    assert "[2]" in first
-    choice2 = first.split("[2] '", 1)[1].split("'", 1)[0]
-    os.write(fd, b"2\n")
-    second = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
-    assert f"text so far: '{choice2}'" in second
-    os.write(fd, b"\n")
-    rest = _read_until(fd, b"\n\n__never__", timeout=10).decode("utf-8", "replace")
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0
+    argv = [sys.executable, os.path.join(HERE, "fake_llm.py"), "generate", "ab", "--step",
+            "-n", "2", "-t", "1", "--top-k", "0", "--top-p", "1", "--min-p", "0", "--seed", "1"]
+    with _on_a_pty(argv, COLUMNS="100", PYTHONPATH=os.path.dirname(HERE)) as (fd, outcome):
+        first = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
+        assert "[2]" in first
+        choice2 = first.split("[2] '", 1)[1].split("'", 1)[0]
+        os.write(fd, b"2\n")
+        second = _read_until(fd, b"q = stop: ").decode("utf-8", "replace")
+        assert f"text so far: '{choice2}'" in second
+        os.write(fd, b"\n")
+        rest = _read_until(fd, b"\n\n__never__", timeout=10).decode("utf-8", "replace")
+    assert outcome["status"] == 0
     drawn_line = next(line for line in second.splitlines() if "<- drawn" in line)
     drawn = drawn_line.split("'", 1)[1].rsplit("'", 1)[0].replace("␣", " ")
     assert drawn in rest     # Enter kept the drawn token: it is the text written last
@@ -289,25 +304,16 @@ def test_step_snapshot_and_the_picks_are_appended():
 def test_step_q_stops_with_status_0_and_the_text_so_far():
     """q is the user's choice, not an interruption (Ctrl-C exits 130): status 0, and
     the text chosen before it is out."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ["PYTHONPATH"] = os.path.dirname(HERE)
-        os.execv(sys.executable, [sys.executable, os.path.join(HERE, "fake_llm.py"),
-                                  "generate", "ab", "--step", "-n", "5", "--stats"])
-    try:
+    argv = [sys.executable, os.path.join(HERE, "fake_llm.py"), "generate", "ab", "--step",
+            "-n", "5", "--stats"]
+    with _on_a_pty(argv, PYTHONPATH=os.path.dirname(HERE)) as (fd, outcome):
         first = _read_until(fd, b"q = stop: ", timeout=60)
         assert b"q = stop: " in first
         os.write(fd, b"\n")
         second = _read_until(fd, b"q = stop: ", timeout=60)
         os.write(fd, b"q\n")
         rest = _read_until(fd, b"__never__", timeout=10).decode("utf-8", "replace")
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)   # it may be waiting for an answer that never comes
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert outcome["status"] == 0
     assert "generated: 1 tokens" in rest and "finish:    quit" in rest
     assert b"text so far: '" in second and b"text so far: ''" not in second
 
@@ -420,16 +426,12 @@ def test_step_on_a_real_model_appends_the_chosen_token(smollm2_path):
     from llmcli.model import load
 
     prompt, pick = "The capital of France is", 2
-    pid, fd = pty.fork()
-    if pid == 0:   # the child: the real CLI on the pty
-        os.environ.update(COLUMNS="100", PYTHONPATH=os.path.dirname(HERE))
-        os.execv(sys.executable, [sys.executable, "-m", "llmcli", "generate", prompt,
-                                  "-m", str(smollm2_path), "--raw", "--step", "-n", "3",
-                                  "-t", "0", "--top-k", "0", "--top-p", "1",
-                                  "--min-p", "0", "--threads", "1"])
     model = load(smollm2_path, n_ctx=512, threads=1)
     ids = model.tokenizer.encode(prompt)
-    try:
+    argv = [sys.executable, "-m", "llmcli", "generate", prompt, "-m", str(smollm2_path),
+            "--raw", "--step", "-n", "3", "-t", "0", "--top-k", "0", "--top-p", "1",
+            "--min-p", "0", "--threads", "1"]
+    with _on_a_pty(argv, COLUMNS="100", PYTHONPATH=os.path.dirname(HERE)) as (fd, outcome):
         so_far, shown = _step_screen(fd)
         top, expected = _expected_choices(model, ids)
         assert so_far == "''"
@@ -452,11 +454,5 @@ def test_step_on_a_real_model_appends_the_chosen_token(smollm2_path):
         ids.append(top[0])
         rest = _ANSI.sub("", _read_until(fd, b"__never__", timeout=30).decode(
             "utf-8", "replace"))
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)   # it may be waiting for an answer that never comes
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert outcome["status"] == 0
     assert model.tokenizer.decode([ids[-1]]) in rest   # the kept token was written
