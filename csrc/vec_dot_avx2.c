@@ -9,26 +9,6 @@
 #if defined(__x86_64__)
 #include "avx2_common.h"
 
-/* The quants of a weight block as 32 bytes: unsigned values, or for Q8_0 the magnitudes
- * |q| with the signed values in *sign (to move their signs onto the activations). */
-AVX2_INLINE __m256i load_weight_quants(int type, const uint8_t *p, __m256i *sign) {
-    switch (type) {
-    case LLM_Q4_0: return unpack_nibbles(((const block_q4_0 *)p)->qs);
-    case LLM_Q4_1: return unpack_nibbles(((const block_q4_1 *)p)->qs);
-    case LLM_Q5_0: {
-        const block_q5_0 *b = (const block_q5_0 *)p;
-        return _mm256_or_si256(unpack_nibbles(b->qs), fifth_bits(b->qh));
-    }
-    case LLM_Q5_1: {
-        const block_q5_1 *b = (const block_q5_1 *)p;
-        return _mm256_or_si256(unpack_nibbles(b->qs), fifth_bits(b->qh));
-    }
-    default:  /* Q8_0 */
-        *sign = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)p)->qs);
-        return _mm256_sign_epi8(*sign, *sign);
-    }
-}
-
 /* The one-token (decode) shape: 8 weight rows against one activation row, the rows in
  * the 8 float lanes. Per (row, block) it does exactly the float operations of the 8-token
  * prefill tile (vec_dot_avx2_x8.c), in the same order: the block's integer dot times the
@@ -53,16 +33,44 @@ AVX2_INLINE __m256i fold_rows8(const __m256i v[8]) {
                             _mm256_permute2x128_si256(quad[0], quad[1], 0x31));
 }
 
-/* The leading two halves of each of 8 blocks — (d, m), or for the formats without a min
- * d and the first two quant bytes, unused — as 8 floats d and 8 floats m, lane r from
- * block r. Rows (0,1,4,5) and (2,3,6,7) go to two vectors so that one shuffle per
- * output puts the lanes back in row order. */
-AVX2_INLINE void scales_of_rows8(const uint8_t *const block[8], __m256 *d, __m256 *m) {
-    uint32_t word[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++) memcpy(&word[r], block[r], 4);
-    __m256 a = _mm256_cvtph_ps(_mm_setr_epi32((int)word[0], (int)word[1], (int)word[4], (int)word[5]));
-    __m256 b = _mm256_cvtph_ps(_mm_setr_epi32((int)word[2], (int)word[3], (int)word[6], (int)word[7]));
+/* Scales from 8 blocks, lane r from block r. They are packed in general registers (whose
+ * ALUs are idle here), so only two moves and one conversion per vector use the vector
+ * pipes, which the dots keep busy. The empty asm keeps each loaded value in a general
+ * register: without it GCC moves the packing to the vector pipes. */
+AVX2_INLINE uint64_t in_gpr(uint64_t v) {
+    __asm__("" : "+r"(v));
+    return v;
+}
+
+/* The half at byte 0 (the scale d) of each of 8 blocks as 8 floats. */
+AVX2_INLINE __m256 scales_of_rows8(const uint8_t *const block[8]) {
+    uint64_t rows_0123 = 0, rows_4567 = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        uint16_t low, high;
+        memcpy(&low, block[r], 2);
+        memcpy(&high, block[r + 4], 2);
+        rows_0123 |= in_gpr(low) << (16 * r);
+        rows_4567 |= in_gpr(high) << (16 * r);
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)rows_4567, (long long)rows_0123));
+}
+
+/* The leading halves (d, m) of each of 8 blocks as 8 floats d and 8 floats m. Rows
+ * (0,1,4,5) and (2,3,6,7) go to two vectors so that one shuffle per output puts the lanes
+ * back in row order. */
+AVX2_INLINE void scales_mins_of_rows8(const uint8_t *const block[8], __m256 *d, __m256 *m) {
+    uint64_t pair[4];  /* rows (0,1), (4,5), (2,3), (6,7): (d, m) of two rows each */
+    static const int first_row[4] = {0, 4, 2, 6};
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        uint32_t one, two;
+        memcpy(&one, block[first_row[i]], 4);
+        memcpy(&two, block[first_row[i] + 1], 4);
+        pair[i] = in_gpr(one) | (in_gpr(two) << 32);
+    }
+    __m256 a = _mm256_cvtph_ps(_mm_set_epi64x((long long)pair[1], (long long)pair[0]));
+    __m256 b = _mm256_cvtph_ps(_mm_set_epi64x((long long)pair[3], (long long)pair[2]));
     *d = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     *m = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
@@ -77,52 +85,102 @@ AVX2_INLINE int sum_int8x32(__m256i y) {
     return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1)));
 }
 
+/* The 4- and 5-bit formats pair rows r and r+4 in one vector (r in the low 128 bits, r+4
+ * in the high ones): one load, mask and shift unpack both rows' 32 values as a vector of
+ * values 0-15 and one of values 16-31, each multiplied with the matching half of the
+ * activation block (broadcast to both halves). The two products add in int16 (at most
+ * 4 x 31 x 127 < 2^15), so one madd widens two rows, and the four pair vectors fold in 6
+ * shuffles instead of the 8 rows' 14. Integer sums are exact: the floats that follow are
+ * the same as the prefill tile's. */
+AVX2_INLINE __m256i row_pair_dots(const int TYPE, const uint8_t *block_a, const uint8_t *block_b,
+                                  __m256i y_first, __m256i y_second) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const int qs_at = TYPE == LLM_Q4_0 ? 2 : TYPE == LLM_Q4_1 ? 4 : TYPE == LLM_Q5_0 ? 6 : 8;
+    __m256i packed = _mm256_loadu2_m128i((const __m128i *)(block_b + qs_at),
+                                         (const __m128i *)(block_a + qs_at));
+    __m256i first = _mm256_and_si256(packed, low4);
+    __m256i second = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    if (TYPE == LLM_Q5_0 || TYPE == LLM_Q5_1) {
+        const int qh_at = TYPE == LLM_Q5_0 ? 2 : 4;
+        uint32_t qh_a, qh_b;
+        memcpy(&qh_a, block_a + qh_at, 4);
+        memcpy(&qh_b, block_b + qh_at, 4);
+        uint32_t first_bits = (qh_a & 0xffffu) | (qh_b << 16);      /* values 0-15 of a, of b */
+        uint32_t second_bits = (qh_a >> 16) | (qh_b & 0xffff0000u);  /* values 16-31 */
+        first = _mm256_or_si256(first, fifth_bits((const uint8_t *)&first_bits));
+        second = _mm256_or_si256(second, fifth_bits((const uint8_t *)&second_bits));
+    }
+    __m256i sums16 = _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first),
+                                      _mm256_maddubs_epi16(second, y_second));
+    return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1));
+}
+
+/* v[i] holds rows i (low half) and i+4 (high half), 4 partial sums each -> lane r: row r. */
+AVX2_INLINE __m256i fold_row_pairs(const __m256i v[4]) {
+    __m256i rows01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    __m256i rows23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
+}
+
+/* Integer dots of one block of 8 rows with the activation block y: lane r, row r. */
+AVX2_INLINE __m256i block_dots_rows8(const int TYPE, const uint8_t *const block[8], const int8_t *y_qs) {
+    if (TYPE == LLM_Q8_0) {
+        const __m256i y = _mm256_loadu_si256((const __m256i *)y_qs);
+        __m256i dots[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block[r])->qs);
+            dots[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
+                                        _mm256_set1_epi16(1));
+        }
+        return fold_rows8(dots);
+    }
+    const __m256i y_first = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y_qs));
+    const __m256i y_second = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y_qs + 16)));
+    __m256i pairs[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) pairs[r] = row_pair_dots(TYPE, block[r], block[r + 4], y_first, y_second);
+    return fold_row_pairs(pairs);
+}
+
 AVX2_INLINE void decode_rows8(const int TYPE, int nb, const uint8_t *w, size_t w_stride,
                               int n_rows, const uint8_t *act, float *out) {
     const int w_bytes = block_bytes(TYPE);
     const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *w_row[8];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
     __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *a = act + (size_t)b * a_bytes;
-        __m256i y;
+        const int8_t *y_qs;
         float act_scale, act_sum = 0.0f;  /* act_sum: scale x sum of the block's values */
         if (has_min(TYPE)) {
             const block_q8_1 *q = (const block_q8_1 *)a;
-            y = _mm256_loadu_si256((const __m256i *)q->qs);
+            y_qs = q->qs;
             act_scale = q->d;
             act_sum = q->s;
         } else {
             const block_q8_0 *q = (const block_q8_0 *)a;
-            y = _mm256_loadu_si256((const __m256i *)q->qs);
+            y_qs = q->qs;
             act_scale = half_to_float(&q->d);
-            if (value_offset(TYPE)) act_sum = act_scale * (float)sum_int8x32(y);
+            if (value_offset(TYPE))
+                act_sum = act_scale * (float)sum_int8x32(_mm256_loadu_si256((const __m256i *)y_qs));
         }
         /* the 8 rows are contiguous: stream the next tile in, 8 blocks' worth of its bytes
          * per block step (measured better than prefetching row by row or further ahead) */
         const uint8_t *ahead = w + 8 * w_stride + (size_t)b * 8 * w_bytes;
         for (int line = 0; line < 8 * w_bytes; line += 64) _mm_prefetch((const char *)ahead + line, _MM_HINT_T0);
         const uint8_t *block[8];
-        __m256i dots[8];
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            block[r] = w_row[r] + (size_t)b * w_bytes;
-            __m256i pairs;
-            if (TYPE == LLM_Q8_0) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block[r])->qs);
-                pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-            } else {
-                __m256i unused_sign;
-                pairs = _mm256_maddubs_epi16(load_weight_quants(TYPE, block[r], &unused_sign), y);
-            }
-            dots[r] = _mm256_madd_epi16(pairs, ones);
-        }
-        __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(fold_rows8(dots)), _mm256_set1_ps(act_scale));
-        __m256 w_scale, w_min;
-        scales_of_rows8(block, &w_scale, &w_min);
+        for (int r = 0; r < 8; r++) block[r] = w_row[r] + (size_t)b * w_bytes;
+        __m256i dots = block_dots_rows8(TYPE, block, y_qs);
+        __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(act_scale));
+        __m256 w_scale, w_min = _mm256_setzero_ps();
+        if (has_min(TYPE))
+            scales_mins_of_rows8(block, &w_scale, &w_min);
+        else
+            w_scale = scales_of_rows8(block);
         acc = _mm256_fmadd_ps(dot, w_scale, acc);
         if (has_min(TYPE))  /* + m * (dx * sum y) */
             acc = _mm256_fmadd_ps(w_min, _mm256_set1_ps(act_sum), acc);
