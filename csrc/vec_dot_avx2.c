@@ -101,14 +101,22 @@ AVX2_INLINE __m256i row_pair_dots(const int TYPE, const uint8_t *block_a, const 
     __m256i first = _mm256_and_si256(packed, low4);
     __m256i second = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
     if (TYPE == LLM_Q5_0 || TYPE == LLM_Q5_1) {
+        /* qh of row a in the low half, of row b in the high half; byte j of each half
+         * then takes a copy of qh byte j/8 (values 0-15) or 2 + j/8 (values 16-31) and
+         * tests bit j%8 */
         const int qh_at = TYPE == LLM_Q5_0 ? 2 : 4;
-        uint32_t qh_a, qh_b;
+        int32_t qh_a, qh_b;
         memcpy(&qh_a, block_a + qh_at, 4);
         memcpy(&qh_b, block_b + qh_at, 4);
-        uint32_t first_bits = (qh_a & 0xffffu) | (qh_b << 16);      /* values 0-15 of a, of b */
-        uint32_t second_bits = (qh_a >> 16) | (qh_b & 0xffff0000u);  /* values 16-31 */
-        first = _mm256_or_si256(first, fifth_bits((const uint8_t *)&first_bits));
-        second = _mm256_or_si256(second, fifth_bits((const uint8_t *)&second_bits));
+        __m256i qh = _mm256_blend_epi32(_mm256_set1_epi32(qh_a), _mm256_set1_epi32(qh_b), 0xf0);
+        const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL), five = _mm256_set1_epi8(0x10);
+        const __m256i spread_first = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0, 0x0101010101010101LL);
+        const __m256i spread_second = _mm256_setr_epi64x(0x0202020202020202LL, 0x0303030303030303LL,
+                                                         0x0202020202020202LL, 0x0303030303030303LL);
+        __m256i bits_first = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread_first), bit);
+        __m256i bits_second = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread_second), bit);
+        first = _mm256_or_si256(first, _mm256_and_si256(_mm256_cmpeq_epi8(bits_first, bit), five));
+        second = _mm256_or_si256(second, _mm256_and_si256(_mm256_cmpeq_epi8(bits_second, bit), five));
     }
     __m256i sums16 = _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first),
                                       _mm256_maddubs_epi16(second, y_second));
