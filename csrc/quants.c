@@ -2,6 +2,8 @@
  * the scalar row quantization of activations into the dot formats. */
 #include "quants.h"
 
+#include "matmul.h"  /* llm_get_threads */
+
 #include <math.h>
 #include <string.h>
 
@@ -361,4 +363,31 @@ void llm_quantize_row(int act_type, const float *x, void *y, int64_t k) {
     }
 #endif
     llm_quantize_row_scalar(act_type, x, y, k);
+}
+
+/* What 8-bit activations lose: x minus the values its quantization in act_type (Q8_0,
+ * Q8_1 or Q8_K) stands for, block by block, with the very quantizer the matmul uses. */
+static void residual_row(int act_type, const float *x, float *residual, int64_t k) {
+    const int n = llm_block_size(act_type);
+    for (int64_t i = 0; i + n <= k; i += n) {
+        union { block_q8_0 q8_0; block_q8_1 q8_1; block_q8_k q8_k; } block;
+        llm_quantize_row(act_type, x + i, &block, n);
+        const int8_t *q = act_type == LLM_Q8_0 ? block.q8_0.qs
+                        : act_type == LLM_Q8_1 ? block.q8_1.qs : block.q8_k.qs;
+        const float d = act_type == LLM_Q8_0 ? llm_fp16_to_fp32(block.q8_0.d)
+                      : act_type == LLM_Q8_1 ? block.q8_1.d : block.q8_k.d;
+        for (int j = 0; j < n; j++) residual[i + j] = x[i + j] - d * (float)q[j];
+    }
+}
+
+/* Rows in parallel once there are enough of them to pay for the team (a prefill). */
+#define RESIDUAL_PARALLEL_MIN_ROWS 8
+
+void llm_quantization_residual(int act_type, const float *x, float *residual, int64_t k,
+                               int64_t n_rows) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (n_rows >= RESIDUAL_PARALLEL_MIN_ROWS) num_threads(llm_get_threads())
+#endif
+    for (int64_t t = 0; t < n_rows; t++)
+        residual_row(act_type, x + t * k, residual + t * k, k);
 }

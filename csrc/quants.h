@@ -95,5 +95,10 @@ void llm_dequantize_row(int type, const void *x, float *y, int64_t k);
  * produce the same bytes. */
 void llm_quantize_row(int act_type, const float *x, void *y, int64_t k);
 void llm_quantize_row_scalar(int act_type, const float *x, void *y, int64_t k);
+/* x - dequantize(quantize(x)) for n_rows rows of k values in an activation format (Q8_0,
+ * Q8_1, Q8_K); k a multiple of its block. A second matmul over it refines the 8-bit
+ * product to about 16 bits. */
+void llm_quantization_residual(int act_type, const float *x, float *residual, int64_t k,
+                               int64_t n_rows);
 
 #endif

@@ -308,7 +308,9 @@ llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
     case LLM_F32: return decode ? llm_rows_tile(f32_decode, 4, 1) : llm_rows_tile(f32_prefill, 3, 4);
     case LLM_F16: return decode ? llm_rows_tile(f16_decode, 4, 1) : llm_rows_tile(f16_prefill, 3, 4);
     case LLM_BF16: return decode ? llm_rows_tile(bf16_decode, 4, 1) : llm_rows_tile(bf16_prefill, 3, 4);
-    default: return llm_avx2_k_tile(weight_type, decode);
+    /* two tokens (a refined decode step: the activations and their residual) run the
+     * one-token tile twice, the second time over weights already in L1 */
+    default: return llm_avx2_k_tile(weight_type, n_tok <= 2);
     }
 }
 

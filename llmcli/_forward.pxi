@@ -67,6 +67,9 @@ cdef class LayerStack:
     gate, up [capacity, n_ff]; and pos, int32 [capacity]. run(n, first) takes rows 0..n-1
     of x (the embeddings of tokens at positions first..first+n-1) through every layer,
     writing their keys and values into the caches; x then holds the last layer's output.
+
+    refine names the projections whose input gets about 16-bit precision instead of 8:
+    any of "qkv", "wo", "gate_up", "down" (see _multiply_refined).
     """
     cdef layer_plan *layers
     cdef int n_layers
@@ -88,6 +91,9 @@ cdef class LayerStack:
     cdef object workspace_owner
     cdef object scratch_owner
     cdef object windows                # the distinct attention windows of the layers
+    cdef bint refine_qkv, refine_wo, refine_gate_up, refine_down
+    cdef float *refine_in              # [2 * capacity, widest input]: x, then its residual
+    cdef float *refine_out             # [2 * capacity, widest group of outputs]
 
     def __cinit__(self):
         self.layers = NULL
@@ -96,8 +102,13 @@ cdef class LayerStack:
         PyMem_Free(self.layers)
 
     def __init__(self, config, layer_weights, k_caches, v_caches, rope_bases, windows,
-                 dict buffers):
+                 dict buffers, refine=()):
         c = config
+        unknown = set(refine) - {"qkv", "wo", "gate_up", "down"}
+        if unknown:
+            raise ValueError(f"LayerStack: unknown projections to refine: {sorted(unknown)}")
+        self.refine_qkv, self.refine_wo = "qkv" in refine, "wo" in refine
+        self.refine_gate_up, self.refine_down = "gate_up" in refine, "down" in refine
         self.owners = []
         self.n_layers = len(layer_weights)
         self.n_embd, self.n_q, self.n_kv, self.n_ff = c.n_embd, c.n_q, c.n_kv, c.n_ff
@@ -135,6 +146,7 @@ cdef class LayerStack:
             self._plan_layer(&self.layers[i], layer_weights[i], k_caches[i], v_caches[i],
                              rope_bases[i], windows[i], c.qk_norm, c.post_norms, i)
         self.windows = sorted(set(int(w) for w in windows))
+        self._plan_refinement()
         self.workspace_owner = _np.empty(self.workspace_len + 64, dtype=_np.uint8)
         self.workspace = _first_aligned_byte(self.workspace_owner)
         self.scratch_len = 0
@@ -169,17 +181,37 @@ cdef class LayerStack:
         if not rope_base > 0 or window < 0:
             raise ValueError(f"LayerStack: {name}: rope base must be > 0 and window >= 0")
         L.rope_base, L.window = rope_base, window
-        # the workspace holds the quantized input of any of them, for a full batch
+        # the workspace holds the quantized input of any of them, for a full batch (twice
+        # the rows when refined)
         for j in range(3):
-            self._need_workspace(L.qkv[j].type, e)
+            self._need_workspace(L.qkv[j].type, e, self.refine_qkv)
         for j in range(2):
-            self._need_workspace(L.gate_up[j].type, e)
-        self._need_workspace(L.wo.type, self.n_q)
-        self._need_workspace(L.w_down.type, self.n_ff)
+            self._need_workspace(L.gate_up[j].type, e, self.refine_gate_up)
+        self._need_workspace(L.wo.type, self.n_q, self.refine_wo)
+        self._need_workspace(L.w_down.type, self.n_ff, self.refine_down)
 
-    cdef _need_workspace(self, int weight_type, int64_t k):
+    cdef _need_workspace(self, int weight_type, int64_t k, bint refined):
+        cdef int64_t rows = self.capacity * (2 if refined else 1)
         self.workspace_len = max(self.workspace_len,
-                                 llm_matmul_workspace_size(weight_type, k, self.capacity))
+                                 llm_matmul_workspace_size(weight_type, k, rows))
+
+    cdef _plan_refinement(self):
+        """Buffers for the refined projections: their input rows and residual rows, and
+        the outputs of both (for every matrix of the widest refined group)."""
+        cdef int64_t widest_in = 0, widest_out = 0
+        for refined, k, n_out in ((self.refine_qkv, self.n_embd, self.n_q + 2 * self.n_kv),
+                                  (self.refine_wo, self.n_q, self.n_embd),
+                                  (self.refine_gate_up, self.n_embd, 2 * self.n_ff),
+                                  (self.refine_down, self.n_ff, self.n_embd)):
+            if refined:
+                widest_in, widest_out = max(widest_in, k), max(widest_out, n_out)
+        self.refine_in = self.refine_out = NULL
+        if widest_in:
+            rows = 2 * self.capacity
+            self.refine_in = _stack_floats(self.owners, _np.empty((rows, widest_in), _np.float32),
+                                           (rows, widest_in), "refine_in")
+            self.refine_out = _stack_floats(self.owners, _np.empty((rows, widest_out), _np.float32),
+                                            (rows, widest_out), "refine_out")
 
     def run(self, int64_t n, int64_t first, probs=None):
         """Layers over rows 0..n-1 of x at positions first..first+n-1. probs: None, or per
@@ -239,7 +271,7 @@ cdef class LayerStack:
             self.scratch_len = need
 
     cdef void _project(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
-                       int64_t n) noexcept nogil:
+                       int64_t n, bint refined) noexcept nogil:
         """mats against x: in one call when their types share an activation format (x is
         then quantized once and one thread team shares their rows), else one each."""
         cdef int m
@@ -247,10 +279,38 @@ cdef class LayerStack:
         for m in range(1, n_mats):
             shared = shared and llm_matmul_can_share(mats[0].type, mats[m].type, n)
         if shared:
-            llm_matmul_many(mats, n_mats, k, x, n, self.workspace)
+            self._multiply(mats, n_mats, k, x, n, refined)
         else:
             for m in range(n_mats):
-                llm_matmul_many(&mats[m], 1, k, x, n, self.workspace)
+                self._multiply(&mats[m], 1, k, x, n, refined)
+
+    cdef void _multiply(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                        int64_t n, bint refined) noexcept nogil:
+        if refined and llm_act_type(mats[0].type) != 0:  # float activations are exact already
+            self._multiply_refined(mats, n_mats, k, x, n)
+        else:
+            llm_matmul_many(mats, n_mats, k, x, n, self.workspace)
+
+    cdef void _multiply_refined(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                                int64_t n) noexcept nogil:
+        """mats against x with about 16-bit activations from the 8-bit kernels: the rows
+        x and what their 8-bit quantization loses (the residual) go through the same
+        kernels as 2n tokens, and each output is the sum of its two products. Where the
+        8-bit error dominates (measured against the float reference), this halves it."""
+        cdef int act = llm_act_type(mats[0].type)
+        cdef int64_t offset = 0
+        cdef float *final_out[3]           # the largest group: q, k, v
+        cdef int m
+        memcpy(self.refine_in, x, <size_t>(n * k) * sizeof(float))
+        llm_quantization_residual(act, x, self.refine_in + n * k, k, n)
+        for m in range(n_mats):  # outputs: [2n, n_out] each, side by side
+            final_out[m] = mats[m].out
+            mats[m].out = self.refine_out + offset
+            offset += 2 * n * mats[m].n_out
+        llm_matmul_many(mats, n_mats, k, self.refine_in, 2 * n, self.workspace)
+        for m in range(n_mats):
+            ops_add(mats[m].out, mats[m].out + n * mats[m].n_out, final_out[m], n * mats[m].n_out)
+            mats[m].out = final_out[m]
 
     cdef void _attention_block(self, layer_plan *L, int64_t n, int64_t first,
                                float *probs, int64_t probs_len) noexcept nogil:
@@ -261,7 +321,7 @@ cdef class LayerStack:
         ops_rmsnorm(self.x, L.attn_norm, self.normed, n, self.n_embd, self.eps)
         # q, k, v projections
         L.qkv[1].out, L.qkv[2].out = k, v
-        self._project(L.qkv, 3, self.n_embd, self.normed, n)
+        self._project(L.qkv, 3, self.n_embd, self.normed, n, self.refine_qkv)
         # per-head q/k norms (gemma3)
         if L.q_norm != NULL:
             ops_rmsnorm(self.q, L.q_norm, self.q, n * self.n_heads, self.head_dim, self.eps)
@@ -275,7 +335,7 @@ cdef class LayerStack:
                       probs, probs_len, NULL if probs != NULL else self.scratch,
                       0 if probs != NULL else self.scratch_len)
         # output projection
-        self._project(&L.wo, 1, self.n_q, self.attn, n)
+        self._project(&L.wo, 1, self.n_q, self.attn, n, self.refine_wo)
         if L.post_attn_norm != NULL:
             ops_rmsnorm(self.proj, L.post_attn_norm, self.proj, n, self.n_embd, self.eps)
         # residual
@@ -285,13 +345,13 @@ cdef class LayerStack:
         # ffn rmsnorm
         ops_rmsnorm(self.x, L.ffn_norm, self.normed, n, self.n_embd, self.eps)
         # gate and up projections, gated activation
-        self._project(L.gate_up, 2, self.n_embd, self.normed, n)
+        self._project(L.gate_up, 2, self.n_embd, self.normed, n, self.refine_gate_up)
         if self.gelu:
             ops_geglu_tanh(self.gate, self.up, self.gate, n * self.n_ff)
         else:
             ops_swiglu(self.gate, self.up, self.gate, n * self.n_ff)
         # down projection
-        self._project(&L.w_down, 1, self.n_ff, self.gate, n)
+        self._project(&L.w_down, 1, self.n_ff, self.gate, n, self.refine_down)
         if L.post_ffn_norm != NULL:
             ops_rmsnorm(self.proj, L.post_ffn_norm, self.proj, n, self.n_embd, self.eps)
         # residual

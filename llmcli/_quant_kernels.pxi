@@ -12,7 +12,7 @@ import numpy as _np
 
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cnp.import_array()
 
@@ -25,6 +25,8 @@ cdef extern from "quants.h" nogil:
     int llm_act_type(int weight_type)
     void llm_dequantize_row(int type, const void *x, float *y, int64_t k)
     void llm_quantize_row(int act_type, const float *x, void *y, int64_t k)
+    void llm_quantization_residual(int act_type, const float *x, float *residual, int64_t k,
+                                   int64_t n_rows)
 
 cdef extern from "vec_dot.h" nogil:
     int llm_cpu_has_avx2()
@@ -290,6 +292,21 @@ def quantize_row(int t_act, const float[::1] x):
     if k:
         with nogil:
             llm_quantize_row(t_act, &x[0], &dst[0], k)
+    return result
+
+
+def quantization_residual(int t_act, const float[::1] x):
+    """x minus the values of its quantization into activation format t_act (as
+    quantize_row makes it): what 8-bit activations lose."""
+    if t_act not in _ACT_TYPES:
+        raise ValueError(f"quantization_residual: {t_act} is not an activation format (8, 9 or 15)")
+    cdef int64_t k = x.shape[0]
+    _check_row_length(t_act, k, "quantization_residual")
+    result = _np.empty(k, dtype=_np.float32)
+    cdef float[::1] dst = result
+    if k:
+        with nogil:
+            llm_quantization_residual(t_act, &x[0], &dst[0], k, 1)
     return result
 
 

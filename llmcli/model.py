@@ -23,6 +23,14 @@ DEFAULT_MODEL = "smollm2"
 DEFAULT_N_CTX = 4096       # context when none is asked for (capped by the trained one)
 PREFILL_CHUNK = 512        # most tokens one forward pass handles; sizes the buffers
 
+# Projections whose input is refined to about 16-bit precision (LayerStack's refine). The
+# 8-bit activations cost most accuracy there, measured against the float reference by
+# making one class of matrices exact at a time: the attention input on SmolLM2 (it drives
+# the worst logit error), and Gemma 3's FFN down projection, whose input (gelu(gate) * up)
+# is heavy-tailed, so 8-bit blocks of 256 resolve it badly. The cost is a second pass of
+# those matrices over weights already in cache.
+REFINED_INPUTS = {"llama": ("qkv",), "gemma3": ("down",)}
+
 
 def load(name_or_path=None, n_ctx=None, threads=None, n_batch=PREFILL_CHUNK):
     """Load a model by registry name or .gguf path. n_ctx: context length (default
@@ -132,7 +140,8 @@ class Model:
             [config.layer_rope_base(i) for i in range(config.n_layers)],
             [config.layer_window(i) for i in range(config.n_layers)],
             {name: getattr(buffers, name)
-             for name in ("x", "normed", "q", "attn", "proj", "gate", "up", "pos")})
+             for name in ("x", "normed", "q", "attn", "proj", "gate", "up", "pos")},
+            refine=REFINED_INPUTS.get(config.arch, ()))
 
     # ---- the cache ----
 

@@ -14,10 +14,11 @@ import pytest
 from llmcli.config import config_from_metadata
 from llmcli.errors import ContextOverflowError, InputError, ModelError
 from llmcli.gguf import open_gguf
+import llmcli.model as model_module
 from llmcli.model import Model
 from llmcli.reference import ReferenceModel
 from llmcli.weights import load_weights
-from tiny_models import TINY, tiny_metadata, write_tiny_model
+from tiny_models import TINY, tiny_metadata, tiny_tensors, write_tiny_model
 
 ARCHS = ["llama", "gemma3"]
 
@@ -184,6 +185,31 @@ def test_quantized_forward_close_to_reference(tmp_path, arch, weight_type):
     ours, ref = model.logits(ids), reference.logits(ids)
     tolerance = (1e-5 if weight_type == "F16" else 1.5e-2) * np.abs(ref).max()
     np.testing.assert_allclose(ours, ref, atol=tolerance)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("weight_type", ["Q8_0", "Q4_1"])
+def test_refined_projections_bring_the_forward_closer(tmp_path, arch, weight_type, monkeypatch):
+    # every projection of the layers refined (about 16-bit inputs) against none (8-bit),
+    # with a float output matrix so that the layers' inputs are the only 8-bit ones: the
+    # error left against the float reference shrinks (decode steps = one-shot prefill with
+    # the default refinement is test_decode_steps_equal_full_recompute's job)
+    output = tiny_tensors(arch, tied=False)["output.weight"]
+    ids = token_ids(30, seed=9)
+    errors = {}
+    for refine in ((), ("qkv", "wo", "gate_up", "down")):
+        monkeypatch.setitem(model_module.REFINED_INPUTS, arch, refine)
+        model, reference = tiny(tmp_path, arch, weight_type=weight_type, tied=False,
+                                replace={"output.weight": (output, 0, None)})
+        errors[refine] = np.abs(model.logits(ids) - reference.logits(ids)).max()
+    unrefined, refined = errors[()], errors[("qkv", "wo", "gate_up", "down")]
+    assert refined < unrefined / 50, (refined, unrefined)  # measured: 160-280x smaller
+
+
+def test_unknown_projection_to_refine_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(model_module.REFINED_INPUTS, "llama", ("qkv", "everything"))
+    with pytest.raises(ValueError, match="unknown projections to refine: \\['everything'\\]"):
+        tiny(tmp_path, "llama")
 
 
 def test_untied_output_and_last_position_logits(tmp_path):

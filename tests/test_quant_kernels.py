@@ -213,6 +213,35 @@ def test_quantize_q8_k_matches_formula(path):
     assert np.array_equal(K.quantize_row(int(Q.Q8_K), x), reference_q8_k(x))
 
 
+def dequantized_activations(raw, act):
+    """The values an activation row's bytes (from the formula references above) stand for."""
+    if act == Q.Q8_0:
+        return gguf.quants.dequantize(raw, Q.Q8_0)
+    if act == Q.Q8_1:
+        blocks = raw.reshape(-1, 40)
+        d = blocks[:, :4].copy().view(np.float32)
+        return (d * blocks[:, 8:].copy().view(np.int8)).reshape(-1)
+    blocks = raw.reshape(-1, 292)
+    d = blocks[:, :4].copy().view(np.float32)
+    return (d * blocks[:, 4:260].copy().view(np.int8)).reshape(-1)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("act", [Q.Q8_0, Q.Q8_1, Q.Q8_K])
+def test_quantization_residual_is_what_the_8_bits_lose(path, act):
+    K.set_kernel_path(path)
+    x = activations(np.random.default_rng(14), 1, 2048)[0]
+    x[:256] *= 50  # an outlier block: large residual where 8 bits resolve it coarsely
+    raw = {Q.Q8_0: lambda v: gguf.quants.quantize(v, Q.Q8_0), Q.Q8_1: reference_q8_1,
+           Q.Q8_K: reference_q8_k}[act](x)
+    expected = x - dequantized_activations(raw, act)
+    residual = K.quantization_residual(int(act), x)
+    np.testing.assert_allclose(residual, expected, rtol=0, atol=1e-6 * np.abs(x).max())
+    # quantizing the residual again leaves far less: the refined product's error
+    again = K.quantization_residual(int(act), residual)
+    assert np.abs(again).max() < np.abs(residual).max() / 64
+
+
 def test_quantize_row_rejects_non_activation_formats():
     with pytest.raises(ValueError, match="not an activation format"):
         K.quantize_row(int(Q.Q4_0), np.zeros(32, np.float32))
