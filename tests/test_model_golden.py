@@ -2,17 +2,20 @@
 tests/golden/forward_<model>.json), held to llama.cpp's own distance from that reference
 (tests/golden/llamacpp_vs_reference.json, measured with llama-cpp-python).
 
-Like llama.cpp, our quantized matmuls quantize activations to 8 bits per block, so logits
-differ from float math by a few tenths: a top-1/top-2 margin of 0.1-0.5 can flip (llama.cpp
-flips 1.4-1.9% of them), and now and then one a little above 0.5 (llama.cpp: 2 on SmolLM2).
+Like llama.cpp, our quantized matmuls quantize activations to 8 bits per block (except
+the refined projections, about 16 bits: model.REFINED_INPUTS), so logits differ from float
+math by a few tenths: a top-1/top-2 margin of 0.1-0.5 can flip (llama.cpp flips 1.4-1.9% of
+them), and now and then one a little above 0.5 (llama.cpp: 2 on SmolLM2).
 Measured (this forward / llama.cpp; benchmarks/forward_accuracy.py prints the table):
-  SmolLM2  max|dlogit| over saved top-20: max 1.39 / 1.06, median 0.33 / 0.54;
+  SmolLM2  max|dlogit| over saved top-20: max 0.66 / 1.06, median 0.27 / 0.54;
            argmax agreement at margin > 0.1: 98.9% / 98.6%; flips above 0.5: 0 / 2;
-           greedy OK 27 / 22 of 32
-  Gemma 3  max 1.90 / 2.11, median 0.45 / 0.70;
-           argmax agreement at margin > 0.1: 98.2% / 98.1%; flips above 0.5: 1 / 0;
-           greedy OK 22 / 20 of 27
-(greedy OK = equal to the reference up to its first margin < 0.1).
+           greedy OK 28 / 22 of 32
+  Gemma 3  max 1.36 / 2.11, median 0.28 / 0.70;
+           argmax agreement at margin > 0.1: 98.9% / 98.1%; flips above 0.5: 1 / 0;
+           greedy OK 23 / 20 of 27
+(greedy OK = equal to the reference up to its first margin < 0.1). Flips above 0.5 are
+allowed one more than llama.cpp's count: equally valid roundings of the activations move
+that count by 0-3 (measured for issue 4), so a single flip is noise.
 """
 import json
 import pathlib
@@ -27,8 +30,6 @@ from llmcli.model import load, set_threads
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 SAFE_MARGIN = 0.5          # above this reference margin a flip is rare (counted against llama.cpp's)
 MIN_AGREEMENT_0_1 = 0.975  # argmax agreement floor where the reference margin exceeds 0.1
-# stated budget for the largest |dlogit| over the saved top-20 logits (llama.cpp: 1.06, 2.11)
-MAX_DLOGIT_BUDGET = {"smollm2": 1.5, "gemma3": 2.5}
 
 
 def read_json(name):
@@ -73,17 +74,16 @@ def test_argmax_agreement_at_margin_0_1(run):
                                              prompt["margin"], 0.1)
         agree, total = agree + agreement.agree, total + agreement.total
     assert agree / total >= MIN_AGREEMENT_0_1
-    # within one position of llama.cpp's count, or better
-    assert agree >= llamacpp["argmax_0.1"]["agree"] - 1
+    assert agree >= llamacpp["argmax_0.1"]["agree"]
 
 
-def test_top20_logits_within_budget_and_median_closer_than_llamacpp(run):
-    name, results, llamacpp, _ = run
+def test_top20_logits_closer_than_llamacpp(run):
+    _, results, llamacpp, _ = run
     diffs = np.concatenate([
         metrics.top20_max_abs_diff(logits[prompt["top_positions"]], prompt["top_ids"],
                                    prompt["top_logits"])
         for prompt, logits, _ in results])
-    assert diffs.max() <= MAX_DLOGIT_BUDGET[name]
+    assert diffs.max() <= llamacpp["max_abs_dlogit_selected"]["max"]
     assert np.median(diffs) <= llamacpp["max_abs_dlogit_selected"]["median"]
 
 
