@@ -96,6 +96,8 @@ static attention_plan make_plan(const int32_t *q_pos, int64_t n_tok, int n_heads
         p.n_splits = (int)max64(1, min64(min64(ceil_div(wanted_units, p.n_tiles), MAX_SPLITS),
                                          widest / MIN_SPLIT_ROWS));
     p.unit_floats = (int64_t)p.tile_heads * p.tile_tokens * (head_dim + 2);
+    if (p.n_tiles * p.n_splits < 2) /* one unit of work: a team would only wait on it */
+        p.parallel = 0, p.threads = 1;
     return p;
 }
 
