@@ -92,8 +92,9 @@ AVX2_INLINE int sum_int8x32(__m256i y) {
  * 4 x 31 x 127 < 2^15), so one madd widens two rows, and the four pair vectors fold in 6
  * shuffles instead of the 8 rows' 14. Integer sums are exact: the floats that follow are
  * the same as the prefill tile's. */
-AVX2_INLINE __m256i row_pair_dots(const int TYPE, const uint8_t *block_a, const uint8_t *block_b,
-                                  __m256i y_first, __m256i y_second) {
+/* The 32 values of rows a and b: values 0-15 of a, of b in `first`, values 16-31 in `second`. */
+AVX2_INLINE void unpack_row_pair(const int TYPE, const uint8_t *block_a, const uint8_t *block_b,
+                                 __m256i *first_out, __m256i *second_out) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     const int qs_at = TYPE == LLM_Q4_0 ? 2 : TYPE == LLM_Q4_1 ? 4 : TYPE == LLM_Q5_0 ? 6 : 8;
     __m256i packed = _mm256_loadu2_m128i((const __m128i *)(block_b + qs_at),
@@ -118,6 +119,11 @@ AVX2_INLINE __m256i row_pair_dots(const int TYPE, const uint8_t *block_a, const 
         first = _mm256_or_si256(first, _mm256_and_si256(_mm256_cmpeq_epi8(bits_first, bit), five));
         second = _mm256_or_si256(second, _mm256_and_si256(_mm256_cmpeq_epi8(bits_second, bit), five));
     }
+    *first_out = first;
+    *second_out = second;
+}
+
+AVX2_INLINE __m256i row_pair_dots(__m256i first, __m256i second, __m256i y_first, __m256i y_second) {
     __m256i sums16 = _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first),
                                       _mm256_maddubs_epi16(second, y_second));
     return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1));
@@ -130,50 +136,69 @@ AVX2_INLINE __m256i fold_row_pairs(const __m256i v[4]) {
     return _mm256_add_epi32(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
 }
 
-/* Integer dots of one block of 8 rows with the activation block y: lane r, row r. */
-AVX2_INLINE __m256i block_dots_rows8(const int TYPE, const uint8_t *const block[8], const int8_t *y_qs) {
+/* Integer dots of one block of 8 rows with the activation blocks of NT tokens (1 or 2;
+ * only the 4/5-bit formats take 2: their unpacking is then shared): dots[t], lane r, row r. */
+AVX2_INLINE void block_dots_rows8(const int TYPE, const int NT, const uint8_t *const block[8],
+                                  const int8_t *const y_qs[2], __m256i dots[2]) {
     if (TYPE == LLM_Q8_0) {
-        const __m256i y = _mm256_loadu_si256((const __m256i *)y_qs);
-        __m256i dots[8];
+        const __m256i y = _mm256_loadu_si256((const __m256i *)y_qs[0]);
+        __m256i row_dots[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block[r])->qs);
-            dots[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
-                                        _mm256_set1_epi16(1));
+            row_dots[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
+                                            _mm256_set1_epi16(1));
         }
-        return fold_rows8(dots);
+        dots[0] = fold_rows8(row_dots);
+        return;
     }
-    const __m256i y_first = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y_qs));
-    const __m256i y_second = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y_qs + 16)));
-    __m256i pairs[4];
+    __m256i y_first[2], y_second[2], pairs[2][4];
+#pragma GCC unroll 2
+    for (int t = 0; t < NT; t++) {
+        y_first[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y_qs[t]));
+        y_second[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y_qs[t] + 16)));
+    }
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) pairs[r] = row_pair_dots(TYPE, block[r], block[r + 4], y_first, y_second);
-    return fold_row_pairs(pairs);
+    for (int r = 0; r < 4; r++) {
+        __m256i first, second;
+        unpack_row_pair(TYPE, block[r], block[r + 4], &first, &second);
+#pragma GCC unroll 2
+        for (int t = 0; t < NT; t++) pairs[t][r] = row_pair_dots(first, second, y_first[t], y_second[t]);
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < NT; t++) dots[t] = fold_row_pairs(pairs[t]);
 }
 
-AVX2_INLINE void decode_rows8(const int TYPE, int nb, const uint8_t *w, size_t w_stride,
-                              int n_rows, const uint8_t *act, float *out) {
+AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_t *w,
+                              size_t w_stride, int n_rows, const uint8_t *act, size_t act_stride,
+                              int n_toks, float *out, size_t out_stride) {
     const int w_bytes = block_bytes(TYPE);
     const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
     const uint8_t *w_row[8];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
-    __m256 acc = _mm256_setzero_ps();
+    const uint8_t *act_row[2];
+#pragma GCC unroll 2
+    for (int t = 0; t < NT; t++) act_row[t] = act + (size_t)(t < n_toks ? t : n_toks - 1) * act_stride;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < nb; b++) {
-        const uint8_t *a = act + (size_t)b * a_bytes;
-        const int8_t *y_qs;
-        float act_scale, act_sum = 0.0f;  /* act_sum: scale x sum of the block's values */
-        if (has_min(TYPE)) {
-            const block_q8_1 *q = (const block_q8_1 *)a;
-            y_qs = q->qs;
-            act_scale = q->d;
-            act_sum = q->s;
-        } else {
-            const block_q8_0 *q = (const block_q8_0 *)a;
-            y_qs = q->qs;
-            act_scale = half_to_float(&q->d);
-            if (value_offset(TYPE))
-                act_sum = act_scale * (float)sum_int8x32(_mm256_loadu_si256((const __m256i *)y_qs));
+        const int8_t *y_qs[2];
+        float act_scale[2], act_sum[2] = {0.0f, 0.0f};  /* act_sum: scale x sum of the values */
+#pragma GCC unroll 2
+        for (int t = 0; t < NT; t++) {
+            const uint8_t *a = act_row[t] + (size_t)b * a_bytes;
+            if (has_min(TYPE)) {
+                const block_q8_1 *q = (const block_q8_1 *)a;
+                y_qs[t] = q->qs;
+                act_scale[t] = q->d;
+                act_sum[t] = q->s;
+            } else {
+                const block_q8_0 *q = (const block_q8_0 *)a;
+                y_qs[t] = q->qs;
+                act_scale[t] = half_to_float(&q->d);
+                if (value_offset(TYPE))
+                    act_sum[t] = act_scale[t] * (float)sum_int8x32(_mm256_loadu_si256((const __m256i *)y_qs[t]));
+            }
         }
         /* the 8 rows are contiguous: stream the next tile in, 8 blocks' worth of its bytes
          * per block step (measured better than prefetching row by row or further ahead) */
@@ -182,37 +207,49 @@ AVX2_INLINE void decode_rows8(const int TYPE, int nb, const uint8_t *w, size_t w
         const uint8_t *block[8];
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) block[r] = w_row[r] + (size_t)b * w_bytes;
-        __m256i dots = block_dots_rows8(TYPE, block, y_qs);
-        __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(act_scale));
+        __m256i dots[2];
+        block_dots_rows8(TYPE, NT, block, y_qs, dots);
         __m256 w_scale, w_min = _mm256_setzero_ps();
         if (has_min(TYPE))
             scales_mins_of_rows8(block, &w_scale, &w_min);
         else
             w_scale = scales_of_rows8(block);
-        acc = _mm256_fmadd_ps(dot, w_scale, acc);
-        if (has_min(TYPE))  /* + m * (dx * sum y) */
-            acc = _mm256_fmadd_ps(w_min, _mm256_set1_ps(act_sum), acc);
-        if (value_offset(TYPE))  /* - offset * d * (dx * sum y) */
-            acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)value_offset(TYPE)), w_scale),
-                                   _mm256_set1_ps(act_sum), acc);
+#pragma GCC unroll 2
+        for (int t = 0; t < NT; t++) {
+            __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(dots[t]), _mm256_set1_ps(act_scale[t]));
+            acc[t] = _mm256_fmadd_ps(dot, w_scale, acc[t]);
+            if (has_min(TYPE))  /* + m * (dx * sum y) */
+                acc[t] = _mm256_fmadd_ps(w_min, _mm256_set1_ps(act_sum[t]), acc[t]);
+            if (value_offset(TYPE))  /* - offset * d * (dx * sum y) */
+                acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)value_offset(TYPE)), w_scale),
+                                          _mm256_set1_ps(act_sum[t]), acc[t]);
+        }
     }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    for (int r = 0; r < n_rows && r < 8; r++) out[r] = lanes[r];
+#pragma GCC unroll 2
+    for (int t = 0; t < NT && t < n_toks; t++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc[t]);
+        for (int r = 0; r < n_rows && r < 8; r++) out[t * out_stride + r] = lanes[r];
+    }
 }
 
-#define DECODE32(name, TYPE)                                                               \
+#define DECODE32(name, TYPE, NT)                                                           \
     AVX2_TARGET static void name(int nb, const uint8_t *w, size_t ws, int nr,             \
                                  const uint8_t *a, size_t as, int nt, float *o, size_t os) { \
-        (void)as; (void)nt; (void)os;                                                      \
-        decode_rows8(TYPE, nb, w, ws, nr, a, o);                                           \
+        decode_rows8(TYPE, NT, nb, w, ws, nr, a, as, nt, o, os);                           \
     }
 
-DECODE32(q4_0_decode, LLM_Q4_0)
-DECODE32(q4_1_decode, LLM_Q4_1)
-DECODE32(q5_0_decode, LLM_Q5_0)
-DECODE32(q5_1_decode, LLM_Q5_1)
-DECODE32(q8_0_decode, LLM_Q8_0)
+DECODE32(q4_0_decode, LLM_Q4_0, 1)
+DECODE32(q4_1_decode, LLM_Q4_1, 1)
+DECODE32(q5_0_decode, LLM_Q5_0, 1)
+DECODE32(q5_1_decode, LLM_Q5_1, 1)
+DECODE32(q8_0_decode, LLM_Q8_0, 1)
+/* two tokens over one unpacking: a refined decode step (the activations and their
+ * residual), or the tail of a short batch */
+DECODE32(q4_0_decode2, LLM_Q4_0, 2)
+DECODE32(q4_1_decode2, LLM_Q4_1, 2)
+DECODE32(q5_0_decode2, LLM_Q5_0, 2)
+DECODE32(q5_1_decode2, LLM_Q5_1, 2)
 
 /* ---------------------------------------------------------------- float weights */
 
@@ -300,10 +337,10 @@ llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
         if (x8.fn) return x8;
     }
     switch (weight_type) {
-    case LLM_Q4_0: return llm_rows_tile(q4_0_decode, 8, 1);
-    case LLM_Q4_1: return llm_rows_tile(q4_1_decode, 8, 1);
-    case LLM_Q5_0: return llm_rows_tile(q5_0_decode, 8, 1);
-    case LLM_Q5_1: return llm_rows_tile(q5_1_decode, 8, 1);
+    case LLM_Q4_0: return decode ? llm_rows_tile(q4_0_decode, 8, 1) : llm_rows_tile(q4_0_decode2, 8, 2);
+    case LLM_Q4_1: return decode ? llm_rows_tile(q4_1_decode, 8, 1) : llm_rows_tile(q4_1_decode2, 8, 2);
+    case LLM_Q5_0: return decode ? llm_rows_tile(q5_0_decode, 8, 1) : llm_rows_tile(q5_0_decode2, 8, 2);
+    case LLM_Q5_1: return decode ? llm_rows_tile(q5_1_decode, 8, 1) : llm_rows_tile(q5_1_decode2, 8, 2);
     case LLM_Q8_0: return llm_rows_tile(q8_0_decode, 8, 1);
     case LLM_F32: return decode ? llm_rows_tile(f32_decode, 4, 1) : llm_rows_tile(f32_prefill, 3, 4);
     case LLM_F16: return decode ? llm_rows_tile(f16_decode, 4, 1) : llm_rows_tile(f16_prefill, 3, 4);

@@ -266,6 +266,21 @@ def test_matmul_within_activation_quantization_bound(qtype, n_tok, path):
     assert np.all(np.abs(ours - exact) <= activation_error_bound(w_float, x, qtype))
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES)
+def test_a_token_gets_the_same_result_in_any_batch(qtype, path):
+    # one token alone (decode), two or three (a refined decode step, short batches) and
+    # nine (the batched prefill tile): bit-identical rows, so chunking never changes logits
+    K.set_kernel_path(path)
+    rng = np.random.default_rng(300 + int(qtype))
+    k = 512 if gguf.GGML_QUANT_SIZES[qtype][0] == 256 else 576
+    rows = random_blocks(rng, qtype, 37 * k // gguf.GGML_QUANT_SIZES[qtype][0]).reshape(37, -1)
+    x = activations(rng, 9, k)
+    alone = np.vstack([run_matmul(rows, qtype, x[t:t + 1]) for t in range(9)])
+    for n_tok in (2, 3, 9):
+        assert np.array_equal(run_matmul(rows, qtype, x[:n_tok]), alone[:n_tok]), n_tok
+
+
 def quantized_activations(x, act_format):
     """x as the kernels see it after 8-bit quantization, from the reference quantizers."""
     rows = []
