@@ -40,14 +40,6 @@ AVX2_INLINE float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* 16 bytes of packed nibbles -> 32 bytes: low nibbles first, then high nibbles (the order
- * of the values in every ggml 4-bit block). */
-AVX2_INLINE __m256i unpack_nibbles(const uint8_t *packed) {
-    __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)packed));
-    both = _mm256_srlv_epi64(both, _mm256_set_epi64x(4, 4, 0, 0));
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
-
 /* 32 bits -> 32 bytes, byte j = 0x10 if bit j is set (the 5th bit of a Q5 value). */
 AVX2_INLINE __m256i fifth_bits(const uint8_t *qh) {
     uint32_t bits;
