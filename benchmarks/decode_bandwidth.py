@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from llmcli import _kernels as K  # noqa: E402
+from bench_kernels import read_bandwidth  # noqa: E402  (the same probe, this folder)
 from llmcli import gguf  # noqa: E402
 from llmcli.model import load  # noqa: E402
 from llmcli.speed import tokens_per_second  # noqa: E402
@@ -43,24 +42,14 @@ def weight_bytes_per_token(path):
                if len(t.shape) == 2 and (name != "token_embd.weight" or tied))
 
 
-def read_gb_s(buffer, threads, reps=5):
-    K.read_probe(buffer, threads)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        K.read_probe(buffer, threads)
-        best = min(best, time.perf_counter() - start)
-    return buffer.nbytes / best / 1e9
-
-
 def measure(path, threads, n_gen, rounds, buffer):
     model = load(path, n_ctx=n_gen + 32, threads=threads)
     per_token = weight_bytes_per_token(path)
     fractions, speeds, probes = [], [], []
     for _ in range(rounds):
-        before = read_gb_s(buffer, threads)
+        before, _ = read_bandwidth(buffer, threads, 5)  # wall-clock GB/s
         tg = tokens_per_second(model, "tg", n_gen, model.config.n_vocab, 1)["tokens_per_s"]
-        after = read_gb_s(buffer, threads)
+        after, _ = read_bandwidth(buffer, threads, 5)
         probe = max(before, after)
         speeds.append(tg)
         probes.append(probe)

@@ -385,8 +385,13 @@ static void residual_row(int act_type, const float *x, float *residual, int64_t 
 
 void llm_quantization_residual(int act_type, const float *x, float *residual, int64_t k,
                                int64_t n_rows) {
+    if (n_rows < RESIDUAL_PARALLEL_MIN_ROWS) {  /* a decode step: no team at all */
+        for (int64_t t = 0; t < n_rows; t++)
+            residual_row(act_type, x + t * k, residual + t * k, k);
+        return;
+    }
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (n_rows >= RESIDUAL_PARALLEL_MIN_ROWS) num_threads(llm_get_threads())
+#pragma omp parallel for schedule(static) num_threads(llm_get_threads())
 #endif
     for (int64_t t = 0; t < n_rows; t++)
         residual_row(act_type, x + t * k, residual + t * k, k);
