@@ -129,6 +129,10 @@ def test_wrong_byte_count_is_rejected():
 
 
 def _every_tensor_matches(path):
+    """Both of our dequantizations, the NumPy reference and the C rows behind the
+    embedding lookup (_kernels.dequantize), against gguf-py on every tensor."""
+    from llmcli import _kernels
+
     reader = gguf.GGUFReader(path)
     seen_types = set()
     for tensor in reader.tensors:
@@ -144,6 +148,9 @@ def _every_tensor_matches(path):
             ours = quants.dequantize(chunk, t, chunk.size // nbytes * size)
             theirs = gguf_quants.dequantize(chunk, tensor.tensor_type).reshape(-1)
             assert bits_equal(ours, theirs), f"{tensor.name} blocks from {start}"
+            kernel = np.empty(ours.size, np.float32)
+            _kernels.dequantize(chunk, int(t), kernel)
+            assert bits_equal(kernel, theirs), f"{tensor.name} blocks from {start} (C)"
     return seen_types
 
 
