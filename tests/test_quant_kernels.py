@@ -485,6 +485,49 @@ def test_environment_forces_scalar_path():
     assert result.stdout.strip() == "scalar"
 
 
+# ---------------------------------------------------------------- the GIL
+
+
+def python_ran_mid_call(call):
+    """Run `call` in a thread while this thread loops in Python: True if a loop step
+    landed in the middle third of the call. A call that holds the GIL lets Python run
+    only at its edges (before it takes the GIL back, at most a switch interval)."""
+    import threading
+    import time
+
+    span, stamps = [], []
+
+    def worker():
+        span.append(time.perf_counter())
+        call()
+        span.append(time.perf_counter())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    while thread.is_alive():
+        stamps.append(time.perf_counter())
+    thread.join()
+    start, end = span
+    third = (end - start) / 3
+    return any(start + third < t < end - third for t in stamps)
+
+
+def test_kernels_release_the_gil():
+    rng = np.random.default_rng(5)
+    w = random_blocks(rng, Q.Q4_0, 2048 * 4096 // 32).reshape(2048, -1)
+    x = rng.standard_normal((128, 4096)).astype(np.float32)
+    out = np.empty((128, 2048), np.float32)
+    threads = K.get_threads()
+    K.set_threads(1)   # one core for the kernel, one for the Python loop
+    try:
+        assert python_ran_mid_call(lambda: K.matmul(w, int(Q.Q4_0), x, out))
+    finally:
+        K.set_threads(threads)
+    # The check itself can see a held GIL: list.sort never lets go of it.
+    values = rng.random(2_000_000).tolist()
+    assert not python_ran_mid_call(lambda: sorted(values))
+
+
 # ---------------------------------------------------------------- real model tensors
 
 
