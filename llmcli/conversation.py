@@ -110,10 +110,10 @@ class Conversation:
                 return Plan(user_text, n_drop, prompt, n_ctx - len(prompt.ids))
         if len(prompt.ids) < n_ctx:
             return Plan(user_text, n_turns, prompt, n_ctx - len(prompt.ids))
-        what = "the system prompt and this message" if self.system is not None \
-            else "this message"
+        what = "the system prompt and this message take" if self.system is not None \
+            else "this message takes"
         raise ContextOverflowError(
-            f"{what} take {len(prompt.ids)} tokens, but the context window holds "
+            f"{what} {len(prompt.ids)} tokens, but the context window holds "
             f"{n_ctx}; shorten the message or raise --ctx-size")
 
     # --- turns -------------------------------------------------------------------------

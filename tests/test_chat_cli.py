@@ -184,6 +184,28 @@ def test_overflow_drop_and_stop_policies(capsys):
     assert "[message not sent:" in err and "Drop" not in err
 
 
+def test_reply_that_fills_the_context_is_cut_with_a_notice_and_kept(capsys):
+    # The prompt is one id per byte plus <|im_start|>/<|im_end|> (\x00 here): 119 ids,
+    # so of 160 positions 41 are left, fewer than the 80 wanted (half the context).
+    message = "z" * 100
+    prompt = len("\x00user\n" + message + "\x00\n\x00assistant\n")
+    code, session = run_session([message], model=echo_model(n_ctx=160), max_tokens=100)
+    out, err = capsys.readouterr()
+    cut = ("You said: " + message)[:160 - prompt]
+    assert code == 0 and out == cut + "\n"
+    assert "[reply cut: the context window (160 tokens) is full]" in err
+    assert session.conversation.messages[-1] == {"role": "assistant", "content": cut}
+
+
+def test_ctrl_d_inside_a_block_at_the_terminal_discards_it(capsys):
+    # The scripted input ends (Ctrl-D) inside the block, then again at the prompt.
+    code, session = run_session(["hi", '"""', "never sent"])
+    out, err = capsys.readouterr()
+    assert code == 0 and out == "You said: hi\n"
+    assert '(the """ block was not closed: discarded)' in err
+    assert session.conversation.n_turns() == 1
+
+
 def test_save_and_load_errors_are_notices_on_a_terminal(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"messages": 1}')

@@ -256,6 +256,10 @@ def test_a_message_that_cannot_fit_is_refused_not_truncated():
                                                    r"\d+ tokens.*holds 64"):
         conv.plan("x" * 80, max_tokens=8)
     assert conv.messages == []
+    # Without a system prompt: 80 bytes + 19 template ids (one per byte, 2 specials).
+    with pytest.raises(ContextOverflowError, match=r"^this message takes 99 tokens, but "
+                                                   r"the context window holds 64;"):
+        Conversation(echo_model(n_ctx=64)).plan("x" * 80, max_tokens=8)
 
 
 def test_when_dropping_every_turn_is_not_enough_the_reply_gets_what_is_left():
