@@ -11,8 +11,16 @@ import click
 from llmcli.commands._common import (escape_control, model_option, read_stdin_text,
                                      resolve_model, terminal_safe)
 
-# backgrounds that alternate token by token in the split view (readable with light text)
-_COLOURS = ["on #3b4261", "on #2d5a3d", "on #6b3b3b", "on #5b4b1b", "on #3b5b6b", "on #5b3b6b"]
+# Backgrounds that alternate token by token in the split view, by the terminal's colour
+# system (Rich's names). Rich rounds a colour to the nearest the terminal has: the dark
+# hex shades would round to one grey in 256 colours (4 of 6) and to one colour in 16
+# (all 6), and adjacent tokens would merge.
+_COLOURS = {
+    "truecolor": ["on #3b4261", "on #2d5a3d", "on #6b3b3b", "on #5b4b1b", "on #3b5b6b", "on #5b3b6b"],
+    "256": [f"on color({n})" for n in (60, 29, 95, 58, 24, 96)],
+    "standard": ["white on blue", "black on green", "white on red", "black on yellow",
+                 "black on cyan", "white on magenta"],
+}
 _VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -160,7 +168,8 @@ def _show_split(tokenizer, ids):
 
     console = Console(highlight=False)
     pieces = [visible_piece(tokenizer, token_id) for token_id in ids]
-    styles = ["bold magenta" if tokenizer.is_special(token_id) else _COLOURS[i % len(_COLOURS)]
+    colours = _COLOURS.get(console.color_system, _COLOURS["standard"])  # also "windows"
+    styles = ["bold magenta" if tokenizer.is_special(token_id) else colours[i % len(colours)]
               for i, token_id in enumerate(ids)]
     # colours mark where tokens start and end; without colours a bar does
     separator = "" if console.color_system else "\u2502"
