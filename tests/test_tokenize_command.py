@@ -171,3 +171,20 @@ def test_unknown_pretokenizer_warns_on_stderr(tmp_path):
     assert code == 0 and out.decode() == f"{ord('a')} 256\n"
     assert err.decode().strip() == ("Warning: unknown pre-tokenizer tokenizer.ggml.pre = 'mystery'; "
                                     "splitting words by GPT-2's rules instead")
+
+
+def test_unknown_pretokenizer_warning_is_one_line_in_generate(tmp_path):
+    """Commands that load a whole model print the warning the same way (not Python's
+    two-line `file:line: UserWarning` form)."""
+    from tiny_models import write_tiny_model
+
+    metadata = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "mystery",
+                "tokenizer.ggml.tokens": [BYTE_CHARS[b] for b in range(256)] + ["Ġt"],
+                "tokenizer.ggml.token_type": np.ones(257, dtype=np.int32),
+                "tokenizer.ggml.merges": ["Ġ t"]}
+    path = write_tiny_model(tmp_path / "tiny.gguf", "llama", n_vocab=257, metadata=metadata)
+    code, _, err = llm("generate", "-m", str(path), "-n", "2", "-t", "0", "a t")
+    assert code == 0
+    assert err.decode().splitlines() == [
+        "Warning: unknown pre-tokenizer tokenizer.ggml.pre = 'mystery'; splitting words by "
+        "GPT-2's rules instead"]
