@@ -106,6 +106,20 @@ def test_adjacent_tokens_differ_in_colour_at_every_colour_depth(smollm2_path, te
     assert all(a != b for a, b in zip(sgr_codes, sgr_codes[1:])), sgr_codes
 
 
+def test_table_pieces_spell_the_text_with_only_stray_bytes_in_hex(smollm2_path):
+    """' À' is ' ' + 0xC3 in one SmolLM2 token and 0x80 in the next: the table shows
+    '␣<0xC3>', '<0x80>' (whole chars stay text), and the pieces spell the text's bytes."""
+    text = "Où est la bibliothèque ? À côté de l'église, près du café."
+    lines = run("tokenize", "-m", str(smollm2_path), text).output.splitlines()
+    rows = lines[lines.index("") + 2:-2]
+    pieces = [row.split(None, 2)[2] for row in rows]
+    assert len(pieces) == len(GOLDENS["smollm2"]["plain"][TEXTS.index(text)])
+    assert "␣<0xC3>" in pieces and not any("<0x20>" in piece for piece in pieces)
+    spelled = re.sub(rb"<0x([0-9A-F]{2})>", lambda m: bytes.fromhex(m.group(1).decode()),
+                     "".join(pieces).replace("␣", " ").encode())
+    assert spelled == text.encode()
+
+
 def test_control_characters_never_reach_the_terminal_raw(smollm2_path):
     result = run("tokenize", "-m", str(smollm2_path), "\x1b[31mred\x1b[0m \x9b")
     assert "\x1b" not in result.output and "\x9b" not in result.output

@@ -138,12 +138,11 @@ def _load_tokenizer(model):
 
 def visible_piece(tokenizer, token_id):
     """What a token stands for, with whitespace and stray bytes made visible: ' love' ->
-    '␣love', '\\n' -> '\\\\n', a lone byte of a multi-byte char -> '<0xE2>'."""
-    data = tokenizer.token_bytes(token_id)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "".join(f"<0x{b:02X}>" for b in data)
+    '␣love', '\\n' -> '\\\\n', ' ' + the first byte of 'À' -> '␣<0xC3>'."""
+    # surrogateescape keeps each byte that is not part of a whole char as U+DC80..U+DCFF
+    text = tokenizer.token_bytes(token_id).decode("utf-8", errors="surrogateescape")
+    text = "".join(f"<0x{ord(char) - 0xDC00:02X}>" if "\udc80" <= char <= "\udcff" else char
+                   for char in text)
     if not tokenizer.is_special(token_id):
         text = "".join(_VISIBLE.get(char, char) for char in text)
     return escape_control(text, keep_newlines=False)  # model text never reaches a terminal raw
