@@ -14,7 +14,9 @@ sentences, some code; deterministic for a Python version). Measured two ways:
   whole      the text as one string (one encode call)
   paragraphs the text split at blank lines, one encode call per paragraph
 Reported: MB/s (UTF-8 bytes) and tokens/s, best of --repeats runs, plus load times
-(building the tokenizer from the file). All times are CPU seconds of this process
+(building the tokenizer from the file). With --pathological, also the inputs that make a
+BPE go quadratic, 1 MiB each (one repeated char, one word of random letters, spaces,
+digits), against the first 1 MiB of the prose. All times are CPU seconds of this process
 (time.process_time): the machine may be shared, and both sides run on one thread.
 """
 import argparse
@@ -119,12 +121,40 @@ def load_hf(models_dir, gguf_file):
     return backend, elapsed
 
 
+def pathological_texts(prose):
+    import random
+
+    size = 1 << 20
+    rng = random.Random(1)
+    return {
+        "prose": prose[:size],
+        "'a' x 1 MiB": "a" * size,
+        "one 1 MiB word": "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(size)),
+        "spaces": " " * size,
+        "digits": "7" * size,
+    }
+
+
+def report_pathological(name, runners, texts, repeats):
+    prose_seconds = {}
+    for input_name, text in texts.items():
+        cells = []
+        for who, (encode, _) in runners.items():
+            seconds, n_tokens = best_time(encode, [text], repeats)
+            prose_seconds.setdefault(who, seconds)
+            cells.append(f"{who} {seconds * 1000:8.1f} ms ({seconds / prose_seconds[who]:4.1f}x prose) "
+                         f"{n_tokens:8d} tok")
+        print(f"{name:8} {input_name:15} " + "  ".join(cells))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=os.environ.get("LLMCLI_TEST_MODEL_DIR", "/work/models"))
     parser.add_argument("--mb", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=sorted(MODELS))
+    parser.add_argument("--pathological", action="store_true",
+                        help="also time 1 MiB inputs that would expose a quadratic BPE")
     args = parser.parse_args()
 
     text = stdlib_prose(int(args.mb * (1 << 20)))
@@ -147,6 +177,8 @@ def main():
                 seconds, n_tokens = best_time(encode, inputs, args.repeats)
                 print(f"{name:8} {who:10} {input_name:10} {n_tokens:8d} "
                       f"{n_bytes / seconds / 1e6:7.2f} {n_tokens / seconds / 1e6:7.3f} {load:7.2f}")
+        if args.pathological:
+            report_pathological(name, runners, pathological_texts(text), args.repeats)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import io
 import os
 import signal
 import sys
+import warnings
 
 import click
 
@@ -81,6 +82,19 @@ def _one_line(message):
     return escape_control(" ".join(str(message).split())) or "unknown error"
 
 
+_python_show_warning = warnings.showwarning
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our own warnings (an unknown pre-tokenizer, ...) as one `Warning: ...` line on
+    stderr, like errors; other packages' keep Python's format, which says where."""
+    if os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
+        click.echo(f"Warning: {_one_line(message)}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 class _ClosedStdout(io.TextIOBase):
     """Stands in for a stdout closed before start (`llm ... >&-`, sys.stdout is None):
     writing to it fails like writing to a closed descriptor, reported as one error."""
@@ -127,6 +141,7 @@ def main(argv=None):
     if sys.stdin is None:   # started with stdin closed (`<&-`): read it as empty
         sys.stdin = open(os.devnull, encoding="utf-8")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="llm", standalone_mode=False)
     except click.exceptions.Abort:

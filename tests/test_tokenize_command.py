@@ -3,6 +3,7 @@ Expected ids come from the goldens (transformers / llama.cpp), not from our toke
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,10 @@ LOVE = TEXTS.index("I love programming.")
 def run(*args, input=None):
     result = CliRunner().invoke(cli, list(args), input=input)
     return result
+
+
+def run_env(env, *args):
+    return CliRunner().invoke(cli, list(args), env=env)
 
 
 def llm(*args, input=None):
@@ -81,6 +86,38 @@ def test_default_view_shows_split_table_and_count(smollm2_path):
     rows = [line.split() for line in lines[lines.index("") + 2:-2]]
     assert [row[1] for row in rows] == ids and rows[1] == ["1", "2606", "␣love"]
     assert lines[-1] == f"{len(ids)} tokens"
+
+
+@pytest.mark.parametrize("term, colorterm, background", [
+    ("xterm", "", r"4[0-7]"), ("xterm-256color", "", r"48;5;\d+"),
+    ("xterm-256color", "truecolor", r"48;2;\d+;\d+;\d+")])
+def test_adjacent_tokens_differ_in_colour_at_every_colour_depth(smollm2_path, term, colorterm,
+                                                                 background):
+    """16, 256 or 24-bit colours (as Rich picks them from TERM/COLORTERM): each token of
+    the split is one coloured run whose SGR codes differ from its neighbour's."""
+    text = "The quick brown fox jumps over the lazy dog."
+    n_tokens = len(GOLDENS["smollm2"]["plain"][TEXTS.index(text)])
+    env = {"FORCE_COLOR": "1", "TERM": term, "COLORTERM": colorterm, "NO_COLOR": None}
+    split_line = run_env(env, "tokenize", "-m", str(smollm2_path), text).output.splitlines()[0]
+    runs = re.findall(r"\x1b\[([0-9;]+)m([^\x1b]+)\x1b\[0m", split_line)
+    assert len(runs) == n_tokens == 10
+    sgr_codes = [codes for codes, _ in runs]
+    assert all(re.search(rf"(^|;){background}$", codes) for codes in sgr_codes), sgr_codes
+    assert all(a != b for a, b in zip(sgr_codes, sgr_codes[1:])), sgr_codes
+
+
+def test_table_pieces_spell_the_text_with_only_stray_bytes_in_hex(smollm2_path):
+    """' À' is ' ' + 0xC3 in one SmolLM2 token and 0x80 in the next: the table shows
+    '␣<0xC3>', '<0x80>' (whole chars stay text), and the pieces spell the text's bytes."""
+    text = "Où est la bibliothèque ? À côté de l'église, près du café."
+    lines = run("tokenize", "-m", str(smollm2_path), text).output.splitlines()
+    rows = lines[lines.index("") + 2:-2]
+    pieces = [row.split(None, 2)[2] for row in rows]
+    assert len(pieces) == len(GOLDENS["smollm2"]["plain"][TEXTS.index(text)])
+    assert "␣<0xC3>" in pieces and not any("<0x20>" in piece for piece in pieces)
+    spelled = re.sub(rb"<0x([0-9A-F]{2})>", lambda m: bytes.fromhex(m.group(1).decode()),
+                     "".join(pieces).replace("␣", " ").encode())
+    assert spelled == text.encode()
 
 
 def test_control_characters_never_reach_the_terminal_raw(smollm2_path):
@@ -148,3 +185,20 @@ def test_unknown_pretokenizer_warns_on_stderr(tmp_path):
     assert code == 0 and out.decode() == f"{ord('a')} 256\n"
     assert err.decode().strip() == ("Warning: unknown pre-tokenizer tokenizer.ggml.pre = 'mystery'; "
                                     "splitting words by GPT-2's rules instead")
+
+
+def test_unknown_pretokenizer_warning_is_one_line_in_generate(tmp_path):
+    """Commands that load a whole model print the warning the same way (not Python's
+    two-line `file:line: UserWarning` form)."""
+    from tiny_models import write_tiny_model
+
+    metadata = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "mystery",
+                "tokenizer.ggml.tokens": [BYTE_CHARS[b] for b in range(256)] + ["Ġt"],
+                "tokenizer.ggml.token_type": np.ones(257, dtype=np.int32),
+                "tokenizer.ggml.merges": ["Ġ t"]}
+    path = write_tiny_model(tmp_path / "tiny.gguf", "llama", n_vocab=257, metadata=metadata)
+    code, _, err = llm("generate", "-m", str(path), "-n", "2", "-t", "0", "a t")
+    assert code == 0
+    assert err.decode().splitlines() == [
+        "Warning: unknown pre-tokenizer tokenizer.ggml.pre = 'mystery'; splitting words by "
+        "GPT-2's rules instead"]

@@ -121,6 +121,24 @@ def test_metadata_fields(smollm2, gemma3):
     assert "<|im_start|>" in smollm2.chat_template and gemma3.chat_template is None
 
 
+# tokenizer.ggml.* as gguf-py 0.19's GGUFReader reads the two files (None: key absent;
+# an absent add_* flag is False for these files). Constants: GGUFReader takes ~20 s on
+# Gemma 3's vocabulary.
+SPECIAL_KEYS = {
+    # bos, eos, eot, padding, unknown; add_bos_token, add_eos_token, add_space_prefix
+    "smollm2": ((1, 2, None, 2, 0), (False, False, False)),
+    "gemma3": ((2, 1, None, 0, 3), (True, False, False)),
+}
+
+
+def test_special_ids_and_flags_follow_the_metadata(model):
+    name, tokenizer = model
+    vocab = tokenizer.vocab
+    ids, flags = SPECIAL_KEYS[name]
+    assert (vocab.bos_id, vocab.eos_id, vocab.eot_id, vocab.pad_id, vocab.unk_id) == ids
+    assert (vocab.add_bos, vocab.add_eos, vocab.add_space_prefix) == flags
+
+
 def test_pieces_and_bytes(smollm2, gemma3):
     ids = smollm2.encode(" love", add_special=False)
     assert [smollm2.token_piece(i) for i in ids] == ["Ġlove"]

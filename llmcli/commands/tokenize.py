@@ -11,8 +11,16 @@ import click
 from llmcli.commands._common import (escape_control, model_option, read_stdin_text,
                                      resolve_model, terminal_safe)
 
-# backgrounds that alternate token by token in the split view (readable with light text)
-_COLOURS = ["on #3b4261", "on #2d5a3d", "on #6b3b3b", "on #5b4b1b", "on #3b5b6b", "on #5b3b6b"]
+# Backgrounds that alternate token by token in the split view, by the terminal's colour
+# system (Rich's names). Rich rounds a colour to the nearest the terminal has: the dark
+# hex shades would round to one grey in 256 colours (4 of 6) and to one colour in 16
+# (all 6), and adjacent tokens would merge.
+_COLOURS = {
+    "truecolor": ["on #3b4261", "on #2d5a3d", "on #6b3b3b", "on #5b4b1b", "on #3b5b6b", "on #5b3b6b"],
+    "256": [f"on color({n})" for n in (60, 29, 95, 58, 24, 96)],
+    "standard": ["white on blue", "black on green", "white on red", "black on yellow",
+                 "black on cyan", "white on magenta"],
+}
 _VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -130,12 +138,11 @@ def _load_tokenizer(model):
 
 def visible_piece(tokenizer, token_id):
     """What a token stands for, with whitespace and stray bytes made visible: ' love' ->
-    '␣love', '\\n' -> '\\\\n', a lone byte of a multi-byte char -> '<0xE2>'."""
-    data = tokenizer.token_bytes(token_id)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "".join(f"<0x{b:02X}>" for b in data)
+    '␣love', '\\n' -> '\\\\n', ' ' + the first byte of 'À' -> '␣<0xC3>'."""
+    # surrogateescape keeps each byte that is not part of a whole char as U+DC80..U+DCFF
+    text = tokenizer.token_bytes(token_id).decode("utf-8", errors="surrogateescape")
+    text = "".join(f"<0x{ord(char) - 0xDC00:02X}>" if "\udc80" <= char <= "\udcff" else char
+                   for char in text)
     if not tokenizer.is_special(token_id):
         text = "".join(_VISIBLE.get(char, char) for char in text)
     return escape_control(text, keep_newlines=False)  # model text never reaches a terminal raw
@@ -160,7 +167,8 @@ def _show_split(tokenizer, ids):
 
     console = Console(highlight=False)
     pieces = [visible_piece(tokenizer, token_id) for token_id in ids]
-    styles = ["bold magenta" if tokenizer.is_special(token_id) else _COLOURS[i % len(_COLOURS)]
+    colours = _COLOURS.get(console.color_system, _COLOURS["standard"])  # also "windows"
+    styles = ["bold magenta" if tokenizer.is_special(token_id) else colours[i % len(colours)]
               for i, token_id in enumerate(ids)]
     # colours mark where tokens start and end; without colours a bar does
     separator = "" if console.color_system else "\u2502"
