@@ -292,9 +292,16 @@ def test_subprocess_pipe_into_head_ends_quietly(tmp_path):
     assert proc.returncode == 0
 
 
+def sigint_as_in_a_terminal():
+    """Child setup: SIGINT at its default, as for a program in a terminal's foreground.
+    A shell running the tests as a background job leaves SIGINT ignored, and Python then
+    keeps ignoring it (no KeyboardInterrupt), as every program should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_subprocess_sigint_keeps_partial_output_and_exits_130():
     proc = fake_llm("hi", "-n", "100000", "--stats", "-t", "0",
-                    env=fake_env(FAKE_LLM_DELAY=0.02))
+                    env=fake_env(FAKE_LLM_DELAY=0.02), preexec_fn=sigint_as_in_a_terminal)
     first = proc.stdout.read(10)              # generation is under way
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=30)

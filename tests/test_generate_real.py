@@ -182,11 +182,18 @@ def test_cli_pipe_into_head_ends_quietly(smollm2_path, tmp_path):
     assert proc.stderr == b"" and proc.returncode == 0
 
 
+def sigint_as_in_a_terminal():
+    """Child setup: SIGINT at its default, as in a terminal's foreground (a background
+    test run would otherwise pass its ignored SIGINT on; see test_generate_cli.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_sigint_keeps_partial_output_and_stats(smollm2_path, tmp_path):
     proc = subprocess.Popen(llm("-m", str(smollm2_path), "-n", "4000", "--ignore-eos",
                                 "--stats", "-t", "0", "Write a very long essay."),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=llm_env(), cwd=tmp_path)
+                            stderr=subprocess.PIPE, env=llm_env(), cwd=tmp_path,
+                            preexec_fn=sigint_as_in_a_terminal)
     first = proc.stdout.read(20)           # the model is generating
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=120)
