@@ -108,6 +108,35 @@ def test_env_defaults_and_the_flag_wins(loaded):
     assert out["options"]["temperature"] == 0.5 and len(out["tokens"]) == 5
 
 
+ISSUE_OPTIONS = ["--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+                 "--repeat-last-n", "--seed", "--max-tokens", "--stop", "--ignore-eos",
+                 "--ctx-size", "--threads", "--raw", "--system", "--show-prompt", "--stats",
+                 "--format", "--verbose"]
+
+
+def test_every_listed_option_takes_its_default_from_an_env_var():
+    by_flag = {flag: p for p in generate_command.generate.params for flag in p.opts}
+    for flag in ISSUE_OPTIONS:
+        name = flag[2:].replace("-", "_").upper()
+        assert by_flag[flag].envvar == f"LLMCLI_{name}", flag
+    # -m/--model reads $LLMCLI_MODEL through its default
+    assert "LLMCLI_MODEL" in by_flag["--model"].show_default
+
+
+def test_stop_raw_and_show_prompt_from_the_environment(loaded):
+    loaded(raw_scripted("one two three"))
+    env = {"LLMCLI_STOP": " three", "LLMCLI_SHOW_PROMPT": "1"}
+    result = invoke(["hi", "-t", "0"], env=env)
+    assert result.stdout == "one two"            # the whole variable is one stop string
+    assert "[prompt: 2 tokens]" in result.stderr
+    assert invoke(["hi", "-t", "0", "--stop", "two"], env=env).stdout == "one "
+    loaded(cycling(chat=True))
+    assert as_json(invoke(["hi", "--format", "json", "-n", "1"],
+                          env={"LLMCLI_RAW": "1"}))["options"]["mode"] == "raw"
+    assert as_json(invoke(["hi", "--chat", "--format", "json", "-n", "1"],
+                          env={"LLMCLI_RAW": "1"}))["options"]["mode"] == "chat"
+
+
 def test_model_ctx_and_threads_reach_the_loader(loaded):
     record = loaded(cycling())
     invoke(["hi", "-m", "some.gguf", "--ctx-size", "100", "--threads", "3", "-n", "1"])
