@@ -298,6 +298,19 @@ def test_interrupt_keeps_partial_output_and_stats(loaded):
     assert "finish:    interrupted" in result.stderr
 
 
+def test_interrupt_during_the_prefill_reports_no_cache_and_no_first_token(loaded):
+    def factory(n_ctx):
+        model = cycling()(256)
+        model.interrupt_on_eval = 1           # the prefill itself is cut
+        return model
+    loaded(factory)
+    result = invoke(["hello there", "-t", "0", "--stats"])
+    assert result.exit_code == 130 and result.stdout == ""
+    assert "prompt:    11 tokens, interrupted before the prefill finished" in result.stderr
+    assert "from cache" not in result.stderr
+    assert "first token: none" in result.stderr and "finish:    interrupted" in result.stderr
+
+
 # --- real subprocesses (fake model) ---------------------------------------------------------------
 
 def fake_env(**extra):
