@@ -108,6 +108,35 @@ def test_env_defaults_and_the_flag_wins(loaded):
     assert out["options"]["temperature"] == 0.5 and len(out["tokens"]) == 5
 
 
+ISSUE_OPTIONS = ["--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+                 "--repeat-last-n", "--seed", "--max-tokens", "--stop", "--ignore-eos",
+                 "--ctx-size", "--threads", "--raw", "--system", "--show-prompt", "--stats",
+                 "--format", "--verbose"]
+
+
+def test_every_listed_option_takes_its_default_from_an_env_var():
+    by_flag = {flag: p for p in generate_command.generate.params for flag in p.opts}
+    for flag in ISSUE_OPTIONS:
+        name = flag[2:].replace("-", "_").upper()
+        assert by_flag[flag].envvar == f"LLMCLI_{name}", flag
+    # -m/--model reads $LLMCLI_MODEL through its default
+    assert "LLMCLI_MODEL" in by_flag["--model"].show_default
+
+
+def test_stop_raw_and_show_prompt_from_the_environment(loaded):
+    loaded(raw_scripted("one two three"))
+    env = {"LLMCLI_STOP": " three", "LLMCLI_SHOW_PROMPT": "1"}
+    result = invoke(["hi", "-t", "0"], env=env)
+    assert result.stdout == "one two"            # the whole variable is one stop string
+    assert "[prompt: 2 tokens]" in result.stderr
+    assert invoke(["hi", "-t", "0", "--stop", "two"], env=env).stdout == "one "
+    loaded(cycling(chat=True))
+    assert as_json(invoke(["hi", "--format", "json", "-n", "1"],
+                          env={"LLMCLI_RAW": "1"}))["options"]["mode"] == "raw"
+    assert as_json(invoke(["hi", "--chat", "--format", "json", "-n", "1"],
+                          env={"LLMCLI_RAW": "1"}))["options"]["mode"] == "chat"
+
+
 def test_model_ctx_and_threads_reach_the_loader(loaded):
     record = loaded(cycling())
     invoke(["hi", "-m", "some.gguf", "--ctx-size", "100", "--threads", "3", "-n", "1"])
@@ -269,6 +298,19 @@ def test_interrupt_keeps_partial_output_and_stats(loaded):
     assert "finish:    interrupted" in result.stderr
 
 
+def test_interrupt_during_the_prefill_reports_no_cache_and_no_first_token(loaded):
+    def factory(n_ctx):
+        model = cycling()(256)
+        model.interrupt_on_eval = 1           # the prefill itself is cut
+        return model
+    loaded(factory)
+    result = invoke(["hello there", "-t", "0", "--stats"])
+    assert result.exit_code == 130 and result.stdout == ""
+    assert "prompt:    11 tokens, interrupted before the prefill finished" in result.stderr
+    assert "from cache" not in result.stderr
+    assert "first token: none" in result.stderr and "finish:    interrupted" in result.stderr
+
+
 # --- real subprocesses (fake model) ---------------------------------------------------------------
 
 def fake_env(**extra):
@@ -292,9 +334,16 @@ def test_subprocess_pipe_into_head_ends_quietly(tmp_path):
     assert proc.returncode == 0
 
 
+def sigint_as_in_a_terminal():
+    """Child setup: SIGINT at its default, as for a program in a terminal's foreground.
+    A shell running the tests as a background job leaves SIGINT ignored, and Python then
+    keeps ignoring it (no KeyboardInterrupt), as every program should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_subprocess_sigint_keeps_partial_output_and_exits_130():
     proc = fake_llm("hi", "-n", "100000", "--stats", "-t", "0",
-                    env=fake_env(FAKE_LLM_DELAY=0.02))
+                    env=fake_env(FAKE_LLM_DELAY=0.02), preexec_fn=sigint_as_in_a_terminal)
     first = proc.stdout.read(10)              # generation is under way
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=30)

@@ -115,6 +115,20 @@ def test_seeded_sampling_is_reproducible(smollm2):
     assert once(5) != once(6)
 
 
+@pytest.mark.parametrize("name, prompt_name", [("smollm2", "chinese"), ("gemma3", "japanese")])
+def test_streamed_text_equals_the_decoded_ids_on_wild_multibyte_text(request, name,
+                                                                     prompt_name):
+    """The streaming invariant on the real vocabularies: hot sampling after a CJK prompt
+    draws tokens that end inside a character (their piece is held back); the pieces
+    still add up to decode(ids)."""
+    model = request.getfixturevalue(name)
+    prompt = next(p for p in prompts_of(name) if p["name"] == prompt_name)
+    sampler = sampling.make_sampler(temperature=1.2, top_k=0, top_p=1.0, min_p=0.0, seed=0)
+    chunks = list(generate(model, prompt["ids"], sampler, max_tokens=40, ignore_eos=True))
+    assert any(c.piece == "" for c in chunks)     # a character was split across tokens
+    assert "".join(c.text for c in chunks) == model.tokenizer.decode([c.token for c in chunks])
+
+
 def test_show_probs_distribution_is_the_samplers(smollm2):
     ids = prompts_of("smollm2", "raw")[0]["ids"]
     sampler = sampling.make_sampler(temperature=0.7, top_k=20, seed=1)
@@ -182,11 +196,18 @@ def test_cli_pipe_into_head_ends_quietly(smollm2_path, tmp_path):
     assert proc.stderr == b"" and proc.returncode == 0
 
 
+def sigint_as_in_a_terminal():
+    """Child setup: SIGINT at its default, as in a terminal's foreground (a background
+    test run would otherwise pass its ignored SIGINT on; see test_generate_cli.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_sigint_keeps_partial_output_and_stats(smollm2_path, tmp_path):
     proc = subprocess.Popen(llm("-m", str(smollm2_path), "-n", "4000", "--ignore-eos",
                                 "--stats", "-t", "0", "Write a very long essay."),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=llm_env(), cwd=tmp_path)
+                            stderr=subprocess.PIPE, env=llm_env(), cwd=tmp_path,
+                            preexec_fn=sigint_as_in_a_terminal)
     first = proc.stdout.read(20)           # the model is generating
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=120)

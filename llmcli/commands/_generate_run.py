@@ -144,15 +144,20 @@ def _echo_err(text):
 
 
 def _stats_text(stats, load_seconds, finish_reason):
-    cached = stats.prompt_tokens - stats.prefill_tokens
-    reuse = f" ({cached} from cache)" if cached else ""
+    if stats.prefill_seconds:
+        cached = stats.prompt_tokens - stats.prefill_tokens
+        reuse = f" ({cached} from cache)" if cached else ""
+        prefill = f"{reuse}, {stats.prefill_tokens_per_second:.1f} tokens/s"
+    else:   # Ctrl-C during the prefill: no speed to report, nothing came from a cache
+        prefill = ", interrupted before the prefill finished"
+    first = (f"first token after {stats.first_token_seconds:.3f} s"
+             if stats.generated_tokens else "first token: none")
     return "\n".join([
         f"load:      {load_seconds:.2f} s",
-        f"prompt:    {stats.prompt_tokens} tokens{reuse}, "
-        f"{stats.prefill_tokens_per_second:.1f} tokens/s",
+        f"prompt:    {stats.prompt_tokens} tokens{prefill}",
         f"generated: {stats.generated_tokens} tokens, "
         f"{stats.decode_tokens_per_second:.1f} tokens/s",
-        f"first token after {stats.first_token_seconds:.3f} s",
+        first,
         f"finish:    {finish_reason}",
     ])
 

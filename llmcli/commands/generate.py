@@ -34,6 +34,18 @@ def _env(name):
     return {"envvar": f"LLMCLI_{name}", "show_envvar": True}
 
 
+class _StopString(click.ParamType):
+    """A --stop value. $LLMCLI_STOP holds one stop string, taken whole: Click would split
+    a repeatable option's variable at whitespace, and stop strings often hold spaces."""
+    name = "string"
+
+    def convert(self, value, param, ctx):
+        return value
+
+    def split_envvar_value(self, rv):
+        return [rv]
+
+
 # The sampler's options, for other commands that sample (declared in _options.py).
 sampling_options = sampler_options
 
@@ -60,18 +72,22 @@ Temperature 0 is greedy. Every default can be set with the LLMCLI_* variable sho
               help="Read the prompt (or its first part) from this file.")
 @sampler_options
 @max_tokens_option
-@click.option("--stop", "stops", multiple=True, metavar="STRING", callback=_stops_check,
-              help="Stop when the output would contain STRING (not printed); repeatable.")
+@click.option("--stop", "stops", multiple=True, metavar="STRING", type=_StopString(),
+              callback=_stops_check,
+              help="Stop when the output would contain STRING (not printed); repeatable.",
+              **_env("STOP"))
 @click.option("--ignore-eos", is_flag=True, help="Keep going past end-of-text tokens.",
               **_env("IGNORE_EOS"))
 @runtime_options
 @click.option("--raw/--chat", "raw_mode", default=None,
               show_default="chat if the model has a chat template, else raw",
-              help="Raw completion, or the model's chat template.")
+              help="Raw completion, or the model's chat template (LLMCLI_RAW=1: raw, 0: chat).",
+              **_env("RAW"))
 @click.option("-s", "--system", default=None, help="System message (chat mode).",
               **_env("SYSTEM"))
 @click.option("--show-prompt", is_flag=True,
-              help="Print the prompt as the model sees it, and its token count, to stderr.")
+              help="Print the prompt as the model sees it, and its token count, to stderr.",
+              **_env("SHOW_PROMPT"))
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print load time, speeds and the finish reason to stderr.",
               **_env("STATS"))
