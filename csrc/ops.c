@@ -73,12 +73,10 @@ static void rotate_head(float *head, const float *cos_t, const float *sin_t, int
     }
 }
 
-/* Rotate every head of one token at position pos. */
-static void rope_token(float *x, int32_t pos, const double *inv_freq, int n_heads,
-                       int head_dim, int neox)
+/* The cos and sin of each pair's angle for one token at position pos. */
+static void rope_angles(int32_t pos, const double *inv_freq, int half, float *cos_t,
+                        float *sin_t)
 {
-    const int half = head_dim / 2;
-    float cos_t[OPS_MAX_HEAD_DIM / 2], sin_t[OPS_MAX_HEAD_DIM / 2];
     for (int i = 0; i < half; i++) {
         /* The angle is formed in double (at pos 30000 a float angle would be off by
          * ~2e-3 rad) and reduced by whole turns there; float sin/cos of what is left
@@ -89,26 +87,43 @@ static void rope_token(float *x, int32_t pos, const double *inv_freq, int n_head
         cos_t[i] = cosf(reduced);
         sin_t[i] = sinf(reduced);
     }
-    for (int h = 0; h < n_heads; h++)
-        rotate_head(x + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
 }
 
-void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head_dim,
-              double base, int neox)
+/* Rotate every query and key head of token t (the same angles serve both). */
+static void rope_token(float *q, int n_q_heads, float *k, int n_k_heads, int64_t t,
+                       int32_t pos, int head_dim, const double *inv_freq, int neox)
 {
-    double inv_freq[OPS_MAX_HEAD_DIM / 2];
+    float cos_t[OPS_MAX_ROPE_PAIRS], sin_t[OPS_MAX_ROPE_PAIRS];
+    rope_angles(pos, inv_freq, head_dim / 2, cos_t, sin_t);
+    float *q_row = q + t * n_q_heads * head_dim;
+    for (int h = 0; h < n_q_heads; h++)
+        rotate_head(q_row + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
+    if (!k)
+        return;
+    float *k_row = k + t * n_k_heads * head_dim;
+    for (int h = 0; h < n_k_heads; h++)
+        rotate_head(k_row + (int64_t)h * head_dim, cos_t, sin_t, head_dim, neox);
+}
+
+void ops_rope_frequencies(double base, int head_dim, double *inv_freq)
+{
     for (int i = 0; i < head_dim / 2; i++)
         inv_freq[i] = pow(base, -2.0 * i / head_dim);
+}
 
-    const int64_t row = (int64_t)n_heads * head_dim;
-    if (n_tok * row < PARALLEL_MIN_ELEMENTS) {
+void ops_rope(float *q, int n_q_heads, float *k, int n_k_heads, const int32_t *pos,
+              int64_t n_tok, int head_dim, const double *inv_freq, int neox)
+{
+    if (!k)
+        n_k_heads = 0;
+    if (n_tok * (n_q_heads + n_k_heads) * head_dim < PARALLEL_MIN_ELEMENTS) {
         for (int64_t t = 0; t < n_tok; t++)
-            rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
+            rope_token(q, n_q_heads, k, n_k_heads, t, pos[t], head_dim, inv_freq, neox);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(ops_threads())
     for (int64_t t = 0; t < n_tok; t++)
-        rope_token(x + t * row, pos[t], inv_freq, n_heads, head_dim, neox);
+        rope_token(q, n_q_heads, k, n_k_heads, t, pos[t], head_dim, inv_freq, neox);
 }
 
 /* ---- softmax ------------------------------------------------------------------ */

@@ -14,6 +14,7 @@
 
 /* Largest head_dim the kernels accept: per-thread work buffers live on the stack. */
 #define OPS_MAX_HEAD_DIM 512
+#define OPS_MAX_ROPE_PAIRS (OPS_MAX_HEAD_DIM / 2)
 
 /* out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w
  * x, out: [n_rows, dim] (out may be x); w: [dim]. Per-head q/k norms pass
@@ -21,14 +22,20 @@
 void ops_rmsnorm(const float *x, const float *w, float *out,
                  int64_t n_rows, int64_t dim, float eps);
 
-/* Rotary position embedding, in place. x: [n_tok, n_heads * head_dim]; pos: [n_tok].
- * Pair i of each head (i < head_dim / 2) is rotated by pos * base^(-2i / head_dim).
+/* Rotary position embedding, in place, of a token's query heads and key heads.
+ * q: [n_tok, n_q_heads * head_dim]; k: [n_tok, n_k_heads * head_dim], or NULL (then
+ * n_k_heads is ignored); pos: [n_tok]. Pair i of each head (i < head_dim / 2) is rotated
+ * by pos * inv_freq[i], where inv_freq comes from ops_rope_frequencies.
  * neox = 0: the pair is (x[2i], x[2i+1])          (llama.cpp "normal", llama GGUFs)
  * neox = 1: the pair is (x[i], x[i + head_dim/2]) (llama.cpp "neox", gemma3)
  * Angles are computed in double so that positions in the tens of thousands keep
  * their precision. head_dim must be even and <= OPS_MAX_HEAD_DIM. */
-void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head_dim,
-              double base, int neox);
+void ops_rope(float *q, int n_q_heads, float *k, int n_k_heads, const int32_t *pos,
+              int64_t n_tok, int head_dim, const double *inv_freq, int neox);
+
+/* inv_freq[i] = base^(-2i / head_dim) for i < head_dim / 2: a layer's rotation speeds,
+ * computed once (pow is far dearer than the rotation of a decode step's heads). */
+void ops_rope_frequencies(double base, int head_dim, double *inv_freq);
 
 /* Row-wise softmax in place, max-subtracted. x: [n_rows, dim], dim >= 1. */
 void ops_softmax(float *x, int64_t n_rows, int64_t dim);

@@ -22,7 +22,7 @@ ctypedef struct layer_plan:
     const float *post_ffn_norm
     float *k_cache                     # [n_ctx, n_kv]
     float *v_cache
-    double rope_base
+    double inv_freq[OPS_MAX_ROPE_PAIRS]  # rope's per-pair rotation speeds
     int window                         # 0: full attention
 
 
@@ -180,7 +180,8 @@ cdef class LayerStack:
         L.v_cache = _stack_floats(own, v_cache, (self.n_ctx, self.n_kv), f"{name} v_cache")
         if not rope_base > 0 or window < 0:
             raise ValueError(f"LayerStack: {name}: rope base must be > 0 and window >= 0")
-        L.rope_base, L.window = rope_base, window
+        ops_rope_frequencies(rope_base, self.head_dim, L.inv_freq)
+        L.window = window
         # the workspace holds the quantized input of any of them, for a full batch (twice
         # the rows when refined)
         for j in range(3):
@@ -327,8 +328,8 @@ cdef class LayerStack:
             ops_rmsnorm(self.q, L.q_norm, self.q, n * self.n_heads, self.head_dim, self.eps)
             ops_rmsnorm(k, L.k_norm, k, n * self.n_kv_heads, self.head_dim, self.eps)
         # RoPE
-        ops_rope(self.q, self.pos, n, self.n_heads, self.head_dim, L.rope_base, self.neox)
-        ops_rope(k, self.pos, n, self.n_kv_heads, self.head_dim, L.rope_base, self.neox)
+        ops_rope(self.q, self.n_heads, k, self.n_kv_heads, self.pos, n, self.head_dim,
+                 L.inv_freq, self.neox)
         # attention over the cache (rows 0..first+n-1, within the window if any)
         ops_attention(self.q, L.k_cache, L.v_cache, self.pos, n, self.n_heads,
                       self.n_kv_heads, self.head_dim, self.attn_scale, L.window, self.attn,

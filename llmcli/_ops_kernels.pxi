@@ -13,11 +13,13 @@ from libc.stdint cimport int32_t, int64_t
 cnp.import_array()
 
 cdef extern from "ops.h" nogil:
-    int OPS_MAX_HEAD_DIM
+    enum: OPS_MAX_HEAD_DIM
+    enum: OPS_MAX_ROPE_PAIRS
     void ops_rmsnorm(const float *x, const float *w, float *out,
                      int64_t n_rows, int64_t dim, float eps)
-    void ops_rope(float *x, const int32_t *pos, int64_t n_tok, int n_heads, int head_dim,
-                  double base, int neox)
+    void ops_rope(float *q, int n_q_heads, float *k, int n_k_heads, const int32_t *pos,
+                  int64_t n_tok, int head_dim, const double *inv_freq, int neox)
+    void ops_rope_frequencies(double base, int head_dim, double *inv_freq)
     void ops_softmax(float *x, int64_t n_rows, int64_t dim)
     void ops_swiglu(const float *gate, const float *up, float *out, int64_t n)
     void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n)
@@ -108,8 +110,10 @@ def rope(x, pos, int n_heads, int head_dim, double base, bint neox):
     cdef int64_t n_tok = _ops_dim(x, 0)
     _ops_check_shape("rope: x", x, (n_tok, <int64_t>n_heads * head_dim))
     _ops_check_shape("rope: pos", pos, (n_tok,))
+    cdef double inv_freq[OPS_MAX_ROPE_PAIRS]
     with nogil:
-        ops_rope(xp, posp, n_tok, n_heads, head_dim, base, neox)
+        ops_rope_frequencies(base, head_dim, inv_freq)
+        ops_rope(xp, n_heads, NULL, 0, posp, n_tok, head_dim, inv_freq, neox)
 
 
 def softmax(x):
