@@ -29,3 +29,8 @@ class ContextOverflowError(LLMError):
 
 class InputError(LLMError):
     """Text given by the user cannot be used (invalid UTF-8, empty, ...)."""
+
+
+class ContextSizeError(InputError):
+    """The context asked for is outside what the model supports (1..its trained context):
+    a usage error of the command's context option."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from llmcli import _kernels as K
 from llmcli.config import config_from_metadata
-from llmcli.errors import ContextOverflowError, InputError, ModelError
+from llmcli.errors import ContextOverflowError, ContextSizeError, InputError, ModelError
 from llmcli.weights import load_weights
 
 DEFAULT_MODEL = "smollm2"
@@ -115,7 +115,7 @@ class Model:
         if n_ctx is None:
             n_ctx = min(config.n_ctx_train, DEFAULT_N_CTX)
         if not 1 <= n_ctx <= config.n_ctx_train:
-            raise InputError(f"context length {n_ctx} is outside 1..{config.n_ctx_train} "
+            raise ContextSizeError(f"context length {n_ctx} is outside 1..{config.n_ctx_train} "
                              "(the model's trained context)")
         self.config = config
         self.weights = weights

@@ -237,6 +237,24 @@ def test_cli_prompt_too_long_and_usage_errors(gemma3_path, tmp_path):
     assert proc.returncode == 2 and "-n/--max-tokens" in proc.stderr.decode()
 
 
+def test_cli_context_beyond_the_trained_one_is_a_usage_error(smollm2_path, tmp_path):
+    """SmolLM2 was trained on 8192 positions (its llama.context_length key, as gguf-py
+    reads it): a larger --ctx-size (or perplexity's --ctx) is a usage error naming it."""
+    gguf = pytest.importorskip("gguf")
+    field = gguf.GGUFReader(str(smollm2_path)).fields["llama.context_length"]
+    trained = int(field.parts[field.data[0]][0])
+    for command, option in (("generate", "--ctx-size"), ("chat", "--ctx-size"),
+                            ("perplexity", "--ctx")):
+        args = [sys.executable, "-m", "llmcli", command, "-m", str(smollm2_path), option,
+                str(trained + 1)] + (["-"] if command == "perplexity" else [])
+        proc = subprocess.run(args, input=b"hi\n", capture_output=True, env=llm_env(),
+                              cwd=tmp_path, timeout=300)
+        last = proc.stderr.decode().strip().splitlines()[-1]
+        assert proc.returncode == 2, proc.stderr
+        assert last == (f"Error: Invalid value for '{option}': context length {trained + 1} "
+                        f"is outside 1..{trained} (the model's trained context)")
+
+
 def test_cli_gemma3_raw_by_default_and_greedy_equals_reference(gemma3_path, tmp_path):
     prompt = prompts_of("gemma3", "raw")[0]
     n = max(1, min(8, metrics.greedy_required_len(prompt["greedy_margins"], GREEDY_NEAR_TIE)))

@@ -94,7 +94,8 @@ def test_bad_number_from_the_environment_names_the_option(tiny, tmp_path):
 
 def test_context_beyond_the_trained_one(tiny, tmp_path):
     outcome = generate(tiny, "--ctx-size", str(10**9), "hi", home=tmp_path)
-    assert_clean_error(outcome, "context length 1000000000 is outside 1..512")
+    assert_clean_error(outcome, "'--ctx-size': context length 1000000000 is outside 1..512",
+                       status=2)
 
 
 def test_absurd_thread_count_is_refused_or_harmless(tiny, tmp_path):

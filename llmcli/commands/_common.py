@@ -31,6 +31,20 @@ def resolve_model(name_or_path):
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def load_model(name_or_path, n_ctx, threads, ctx_option="--ctx-size"):
+    """Load a model (a missing registry model is pulled first, with its notice). A context
+    the model cannot take is a usage error of the option that asked for it (exit 2)."""
+    from llmcli.errors import ContextSizeError
+    from llmcli.model import load
+
+    resolve_model(name_or_path)
+    try:
+        return load(name_or_path, n_ctx=n_ctx, threads=threads)
+    except ContextSizeError as exc:
+        raise click.BadParameter(str(exc), ctx=click.get_current_context(silent=True),
+                                 param_hint=f"'{ctx_option}'") from None
+
+
 def escape_control(text, keep_newlines=True):
     """Replace control characters by visible escapes (\\x1b, \\u009b...)."""
     def visible(match):

@@ -147,13 +147,10 @@ def _check_view_options(options):
 
 
 def _load_model(name_or_path, n_ctx, threads):
-    """Load the model (tests replace this to use a fake). A registry model not yet
-    in the cache is pulled first, with its one-line notice on stderr."""
-    from llmcli.commands._common import resolve_model
-    from llmcli.model import load
+    """Load the model (tests replace this to use a fake)."""
+    from llmcli.commands._common import load_model
 
-    resolve_model(name_or_path)
-    return load(name_or_path, n_ctx=n_ctx, threads=threads)
+    return load_model(name_or_path, n_ctx, threads)
 
 
 def _prompt_text(prompt, prompt_file, decode_errors):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from llmcli.commands._common import model_option, read_limited, read_stdin_text, resolve_model
+from llmcli.commands._common import model_option, read_limited, read_stdin_text
 
 
 @dataclass
@@ -89,11 +89,11 @@ def token_nlls(logits, targets):
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def perplexity(file, model, n_ctx, max_windows, threads, output_format, quiet):
     """Perplexity of a text (FILE, or stdin with - or no FILE) under a model."""
+    from llmcli.commands._common import load_model
     from llmcli.errors import InputError
-    from llmcli.model import load
 
     text = _read_text(file)
-    loaded = load(resolve_model(model), n_ctx=n_ctx, threads=threads)
+    loaded = load_model(model, n_ctx, threads, ctx_option="--ctx")
     tokenizer = loaded.tokenizer
     tokens = tokenizer.encode(text, add_special=True)
     if len(tokens) < 2 * n_ctx:
