@@ -53,15 +53,48 @@ static int64_t token_chunk(size_t act_row_bytes, int tile_toks) {
     return chunk < tile_toks ? tile_toks : chunk;
 }
 
+/* What a thread still has to request of the `ahead` spans: its share of each, a part of
+ * it before every tile. */
+typedef struct {
+    const char *next[LLM_MAX_SPANS], *end[LLM_MAX_SPANS];
+    size_t step[LLM_MAX_SPANS];   /* bytes per tile, whole cache lines */
+    int n;
+} ahead_cursor;
+
+static ahead_cursor share_of_spans(const llm_span *ahead, int n_ahead, int id, int size,
+                                   int64_t n_tiles) {
+    ahead_cursor c = {0};
+    c.n = n_ahead < LLM_MAX_SPANS ? n_ahead : LLM_MAX_SPANS;
+    for (int i = 0; i < c.n; i++) {
+        const char *p = (const char *)ahead[i].p;
+        c.next[i] = p + ahead[i].bytes * (size_t)id / (size_t)size;
+        c.end[i] = p + ahead[i].bytes * (size_t)(id + 1) / (size_t)size;
+        size_t share = (size_t)(c.end[i] - c.next[i]);
+        size_t per_tile = n_tiles > 0 ? share / (size_t)n_tiles + 1 : share;
+        c.step[i] = (per_tile + 63) & ~(size_t)63;
+    }
+    return c;
+}
+
+static void request_ahead(ahead_cursor *c) {
+    for (int i = 0; i < c->n; i++) {
+        const char *stop = c->next[i] + c->step[i] < c->end[i] ? c->next[i] + c->step[i] : c->end[i];
+        for (; c->next[i] < stop; c->next[i] += 64)
+            __builtin_prefetch(c->next[i], 0, 3);
+    }
+}
+
 /* Rows [row_begin, row_end) of the product, for all n_tok tokens. */
 static void matmul_rows(llm_tile tile, int nb, const uint8_t *w, size_t w_stride,
                         int64_t row_begin, int64_t row_end, const uint8_t *act,
-                        size_t act_stride, int64_t n_tok, float *out, int64_t n_out) {
+                        size_t act_stride, int64_t n_tok, float *out, int64_t n_out,
+                        ahead_cursor *ahead) {
     int64_t chunk = token_chunk(act_stride, tile.tile_toks);
     for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
         int64_t t_end = t0 + chunk < n_tok ? t0 + chunk : n_tok;
         for (int64_t r = row_begin; r < row_end; r += tile.tile_rows) {
             int n_rows = (int)(row_end - r < tile.tile_rows ? row_end - r : tile.tile_rows);
+            request_ahead(ahead);
             for (int64_t t = t0; t < t_end; t += tile.tile_toks) {
                 int n_toks = (int)(t_end - t < tile.tile_toks ? t_end - t : tile.tile_toks);
                 tile.fn(nb, w + r * w_stride, w_stride, n_rows, act + t * act_stride,
@@ -100,7 +133,8 @@ static void quantize_activations(llm_tile tile, int act_type, const float *x, in
 /* The work of one thread: global tiles [first, last) of the matrices laid end to end. */
 static void matmul_tile_range(const llm_matrix *mats, const llm_tile *tiles,
                               const int64_t *n_tiles, int n_mats, int64_t first, int64_t last,
-                              int64_t k, const uint8_t *act, size_t act_stride, int64_t n_tok) {
+                              int64_t k, const uint8_t *act, size_t act_stride, int64_t n_tok,
+                              ahead_cursor *ahead) {
     int64_t offset = 0;  /* global index of matrix m's first tile */
     for (int m = 0; m < n_mats; offset += n_tiles[m], m++) {
         int64_t begin = first > offset ? first - offset : 0;
@@ -111,7 +145,7 @@ static void matmul_tile_range(const llm_matrix *mats, const llm_tile *tiles,
                                                                    : mats[m].n_out;
         int nb = (int)(llm_act_type(mats[m].type) == LLM_F32 ? k : k / llm_block_size(mats[m].type));
         matmul_rows(tiles[m], nb, mats[m].w, mats[m].w_stride, row_begin, row_end, act,
-                    act_stride, n_tok, mats[m].out, mats[m].n_out);
+                    act_stride, n_tok, mats[m].out, mats[m].n_out, ahead);
     }
 }
 
@@ -122,6 +156,12 @@ int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok) {
 
 void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
                      int64_t n_tok, void *workspace) {
+    llm_matmul_many_ahead(mats, n_mats, k, x, n_tok, workspace, NULL, 0);
+}
+
+void llm_matmul_many_ahead(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                           int64_t n_tok, void *workspace, const llm_span *ahead,
+                           int n_ahead) {
     if (n_mats < 1 || n_mats > LLM_MAX_MATRICES || n_tok <= 0) return;
     llm_tile tiles[LLM_MAX_MATRICES];
     int64_t n_tiles[LLM_MAX_MATRICES], total_tiles = 0, work = 0;
@@ -150,7 +190,9 @@ void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float 
     if (team == 1) {  /* no parallel region for a one-thread team */
         if (quantize_in_team)
             quantize_activations(tiles[0], act_type, x, k, 0, n_tok, workspace, act_stride);
-        matmul_tile_range(mats, tiles, n_tiles, n_mats, 0, total_tiles, k, act, act_stride, n_tok);
+        ahead_cursor cursor = share_of_spans(ahead, n_ahead, 0, 1, total_tiles);
+        matmul_tile_range(mats, tiles, n_tiles, n_mats, 0, total_tiles, k, act, act_stride, n_tok,
+                          &cursor);
         return;
     }
 #if defined(_OPENMP)
@@ -172,8 +214,10 @@ void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float 
         if (quantize_in_team)
             quantize_activations(tiles[0], act_type, x, k, 0, n_tok, workspace, act_stride);
 #endif
-        matmul_tile_range(mats, tiles, n_tiles, n_mats, total_tiles * id / size,
-                          total_tiles * (id + 1) / size, k, act, act_stride, n_tok);
+        int64_t first = total_tiles * id / size, last = total_tiles * (id + 1) / size;
+        ahead_cursor cursor = share_of_spans(ahead, n_ahead, id, size, last - first);
+        matmul_tile_range(mats, tiles, n_tiles, n_mats, first, last, k, act, act_stride, n_tok,
+                          &cursor);
     }
 }
 

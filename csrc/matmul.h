@@ -41,6 +41,20 @@ int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok);
 void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
                      int64_t n_tok, void *workspace);
 
+/* llm_matmul_many that also brings `ahead` (the input of the kernel that follows, e.g.
+ * the KV cache rows the next attention reads) into the cache while it works: the threads
+ * share the spans and request a little of them before each tile, so those reads overlap
+ * the weight stream instead of stalling the next kernel. */
+#define LLM_MAX_SPANS 4
+typedef struct {
+    const void *p;
+    size_t bytes;
+} llm_span;
+
+void llm_matmul_many_ahead(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                           int64_t n_tok, void *workspace, const llm_span *ahead,
+                           int n_ahead);
+
 /* out[i * k : (i+1) * k] = dequantized W row ids[i], for i < n_ids (ids checked by the
  * caller to lie in [0, n_rows)). */
 void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,

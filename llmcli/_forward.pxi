@@ -26,6 +26,11 @@ ctypedef struct layer_plan:
     int window                         # 0: full attention
 
 
+# K and V bytes brought in ahead of a step's attention, each (an L2 holds the pair next to
+# the q/k/v weights being streamed meanwhile)
+cdef enum: AHEAD_BYTES = 128 * 1024
+
+
 cdef float *_stack_floats(object owners, object a, tuple shape, str name) except NULL:
     """Data of a C-contiguous float32 array of exactly this shape, kept alive by owners."""
     if (not isinstance(a, cnp.ndarray) or a.dtype != _np.float32 or a.shape != shape
@@ -272,28 +277,32 @@ cdef class LayerStack:
             self.scratch_len = need
 
     cdef void _project(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
-                       int64_t n, bint refined) noexcept nogil:
+                       int64_t n, bint refined, const llm_span *ahead=NULL,
+                       int n_ahead=0) noexcept nogil:
         """mats against x: in one call when their types share an activation format (x is
-        then quantized once and one thread team shares their rows), else one each."""
+        then quantized once and one thread team shares their rows), else one each. ahead:
+        memory the next kernel reads, brought into the cache meanwhile (see matmul.h)."""
         cdef int m
         cdef bint shared = True
         for m in range(1, n_mats):
             shared = shared and llm_matmul_can_share(mats[0].type, mats[m].type, n)
         if shared:
-            self._multiply(mats, n_mats, k, x, n, refined)
+            self._multiply(mats, n_mats, k, x, n, refined, ahead, n_ahead)
         else:
             for m in range(n_mats):
-                self._multiply(&mats[m], 1, k, x, n, refined)
+                self._multiply(&mats[m], 1, k, x, n, refined, ahead if m == 0 else NULL,
+                               n_ahead if m == 0 else 0)
 
     cdef void _multiply(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
-                        int64_t n, bint refined) noexcept nogil:
+                        int64_t n, bint refined, const llm_span *ahead,
+                        int n_ahead) noexcept nogil:
         if refined and llm_act_type(mats[0].type) != 0:  # float activations are exact already
-            self._multiply_refined(mats, n_mats, k, x, n)
+            self._multiply_refined(mats, n_mats, k, x, n, ahead, n_ahead)
         else:
-            llm_matmul_many(mats, n_mats, k, x, n, self.workspace)
+            llm_matmul_many_ahead(mats, n_mats, k, x, n, self.workspace, ahead, n_ahead)
 
     cdef void _multiply_refined(self, llm_matrix *mats, int n_mats, int64_t k, const float *x,
-                                int64_t n) noexcept nogil:
+                                int64_t n, const llm_span *ahead, int n_ahead) noexcept nogil:
         """mats against x with about 16-bit activations from the 8-bit kernels: the rows
         x and what their 8-bit quantization loses (the residual) go through the same
         kernels as 2n tokens, and each output is the sum of its two products. Where the
@@ -308,10 +317,25 @@ cdef class LayerStack:
             final_out[m] = mats[m].out
             mats[m].out = self.refine_out + offset
             offset += 2 * n * mats[m].n_out
-        llm_matmul_many(mats, n_mats, k, self.refine_in, 2 * n, self.workspace)
+        llm_matmul_many_ahead(mats, n_mats, k, self.refine_in, 2 * n, self.workspace, ahead,
+                              n_ahead)
         for m in range(n_mats):
             ops_add(mats[m].out, mats[m].out + n * mats[m].n_out, final_out[m], n * mats[m].n_out)
             mats[m].out = final_out[m]
+
+    cdef int _cached_rows(self, const layer_plan *L, int64_t first,
+                          llm_span *spans) noexcept nogil:
+        """The K and V cache rows already written that this step's attention reads first
+        (rows before `first`, within the window), at most AHEAD_BYTES of each: in a decode
+        step they have been pushed out of the caches by the weights since the last token."""
+        cdef int64_t lo = 0 if L.window == 0 else max(0, first - L.window + 1)
+        cdef size_t row_bytes = self.n_kv * sizeof(float)
+        cdef size_t bytes = min(<size_t>(first - lo) * row_bytes, <size_t>AHEAD_BYTES)
+        if bytes == 0:
+            return 0
+        spans[0].p, spans[0].bytes = L.k_cache + lo * self.n_kv, bytes
+        spans[1].p, spans[1].bytes = L.v_cache + lo * self.n_kv, bytes
+        return 2
 
     cdef void _attention_block(self, layer_plan *L, int64_t n, int64_t first,
                                float *probs, int64_t probs_len) noexcept nogil:
@@ -320,9 +344,11 @@ cdef class LayerStack:
         cdef float *v = L.v_cache + first * self.n_kv
         # attention rmsnorm
         ops_rmsnorm(self.x, L.attn_norm, self.normed, n, self.n_embd, self.eps)
-        # q, k, v projections
+        # q, k, v projections, while the cache rows the attention will read come in
         L.qkv[1].out, L.qkv[2].out = k, v
-        self._project(L.qkv, 3, self.n_embd, self.normed, n, self.refine_qkv)
+        cdef llm_span cached[2]
+        cdef int n_cached = self._cached_rows(L, first, cached)
+        self._project(L.qkv, 3, self.n_embd, self.normed, n, self.refine_qkv, cached, n_cached)
         # per-head q/k norms (gemma3)
         if L.q_norm != NULL:
             ops_rmsnorm(self.q, L.q_norm, self.q, n * self.n_heads, self.head_dim, self.eps)

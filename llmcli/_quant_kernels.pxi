@@ -49,6 +49,12 @@ cdef extern from "matmul.h" nogil:
     int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok)
     void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
                          int64_t n_tok, void *workspace)
+    ctypedef struct llm_span:
+        const void *p
+        size_t bytes
+    void llm_matmul_many_ahead(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
+                               int64_t n_tok, void *workspace, const llm_span *ahead,
+                               int n_ahead)
     void llm_get_rows(int weight_type, const uint8_t *w, size_t w_stride, int64_t k,
                       const int32_t *ids, int64_t n_ids, float *out)
     uint64_t llm_read_probe(const uint8_t *buf, size_t n, int n_threads)
