@@ -53,10 +53,11 @@ static int64_t token_chunk(size_t act_row_bytes, int tile_toks) {
     return chunk < tile_toks ? tile_toks : chunk;
 }
 
-/* What a thread still has to request of the `ahead` spans: its share of each, a part of
- * it before every tile. */
+/* What a thread still has to request of the `ahead` spans: its share of each (bytes
+ * [done, end) from base), a part of it before every tile. */
 typedef struct {
-    const char *next[LLM_MAX_SPANS], *end[LLM_MAX_SPANS];
+    const char *base[LLM_MAX_SPANS];
+    size_t done[LLM_MAX_SPANS], end[LLM_MAX_SPANS];
     size_t step[LLM_MAX_SPANS];   /* bytes per tile, whole cache lines */
     int n;
 } ahead_cursor;
@@ -66,11 +67,10 @@ static ahead_cursor share_of_spans(const llm_span *ahead, int n_ahead, int id, i
     ahead_cursor c = {0};
     c.n = n_ahead < LLM_MAX_SPANS ? n_ahead : LLM_MAX_SPANS;
     for (int i = 0; i < c.n; i++) {
-        const char *p = (const char *)ahead[i].p;
-        c.next[i] = p + ahead[i].bytes * (size_t)id / (size_t)size;
-        c.end[i] = p + ahead[i].bytes * (size_t)(id + 1) / (size_t)size;
-        size_t share = (size_t)(c.end[i] - c.next[i]);
-        size_t per_tile = n_tiles > 0 ? share / (size_t)n_tiles + 1 : share;
+        c.base[i] = (const char *)ahead[i].p;
+        c.done[i] = ahead[i].bytes * (size_t)id / (size_t)size;
+        c.end[i] = ahead[i].bytes * (size_t)(id + 1) / (size_t)size;
+        size_t per_tile = (c.end[i] - c.done[i]) / (size_t)(n_tiles > 0 ? n_tiles : 1) + 1;
         c.step[i] = (per_tile + 63) & ~(size_t)63;
     }
     return c;
@@ -78,9 +78,10 @@ static ahead_cursor share_of_spans(const llm_span *ahead, int n_ahead, int id, i
 
 static void request_ahead(ahead_cursor *c) {
     for (int i = 0; i < c->n; i++) {
-        const char *stop = c->next[i] + c->step[i] < c->end[i] ? c->next[i] + c->step[i] : c->end[i];
-        for (; c->next[i] < stop; c->next[i] += 64)
-            __builtin_prefetch(c->next[i], 0, 3);
+        size_t stop = c->end[i] - c->done[i] > c->step[i] ? c->done[i] + c->step[i] : c->end[i];
+        for (size_t at = c->done[i]; at < stop; at += 64)
+            __builtin_prefetch(c->base[i] + at, 0, 3);
+        c->done[i] = stop;
     }
 }
 

@@ -240,7 +240,8 @@ def test_cli_prompt_too_long_and_usage_errors(gemma3_path, tmp_path):
 def test_cli_context_beyond_the_trained_one_is_a_usage_error(smollm2_path, tmp_path):
     """SmolLM2 was trained on 8192 positions (its llama.context_length key, as gguf-py
     reads it): a larger --ctx-size (or perplexity's --ctx) is a usage error naming it."""
-    gguf = pytest.importorskip("gguf")
+    import gguf  # the [test] extra's independent reader
+
     field = gguf.GGUFReader(str(smollm2_path)).fields["llama.context_length"]
     trained = int(field.parts[field.data[0]][0])
     for command, option in (("generate", "--ctx-size"), ("chat", "--ctx-size"),
