@@ -129,6 +129,20 @@ AVX2_INLINE __m256i row_pair_dots(__m256i first, __m256i second, __m256i y_first
     return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1));
 }
 
+AVX2_INLINE __m256i row_pair_sums16(__m256i first, __m256i second, __m256i y_first, __m256i y_second) {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first), _mm256_maddubs_epi16(second, y_second));
+}
+
+/* fold_row_pairs for 4-bit values, folding the int16 sums before widening them: a lane
+ * holds at most 4 x 15 x 127, and four lanes add up to 30480 < 2^15, so the two folds stay
+ * exact in int16 and one madd widens all 8 rows at the end. */
+AVX2_INLINE __m256i fold_row_pairs16(const __m256i v[4]) {
+    __m256i rows01 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    __m256i rows23 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    __m256i rows = _mm256_add_epi16(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
+    return _mm256_madd_epi16(rows, _mm256_set1_epi16(1));
+}
+
 /* v[i] holds rows i (low half) and i+4 (high half), 4 partial sums each -> lane r: row r. */
 AVX2_INLINE __m256i fold_row_pairs(const __m256i v[4]) {
     __m256i rows01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
@@ -163,10 +177,15 @@ AVX2_INLINE void block_dots_rows8(const int TYPE, const int NT, const uint8_t *c
         __m256i first, second;
         unpack_row_pair(TYPE, block[r], block[r + 4], &first, &second);
 #pragma GCC unroll 2
-        for (int t = 0; t < NT; t++) pairs[t][r] = row_pair_dots(first, second, y_first[t], y_second[t]);
+        for (int t = 0; t < NT; t++)
+            pairs[t][r] = TYPE == LLM_Q4_0 || TYPE == LLM_Q4_1
+                              ? row_pair_sums16(first, second, y_first[t], y_second[t])
+                              : row_pair_dots(first, second, y_first[t], y_second[t]);
     }
 #pragma GCC unroll 2
-    for (int t = 0; t < NT; t++) dots[t] = fold_row_pairs(pairs[t]);
+    for (int t = 0; t < NT; t++)
+        dots[t] = TYPE == LLM_Q4_0 || TYPE == LLM_Q4_1 ? fold_row_pairs16(pairs[t])
+                                                       : fold_row_pairs(pairs[t]);
 }
 
 AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_t *w,
@@ -174,9 +193,12 @@ AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_
                               int n_toks, float *out, size_t out_stride) {
     const int w_bytes = block_bytes(TYPE);
     const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const uint8_t *w_row[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++) w_row[r] = w + (size_t)(r < n_rows ? r : n_rows - 1) * w_stride;
+    /* rows past n_rows repeat the last row: the lanes are computed, never stored */
+    const uint8_t *row0 = w, *row4 = w + (size_t)(n_rows > 4 ? 4 : n_rows - 1) * w_stride;
+    const size_t step1 = n_rows > 1 ? w_stride : 0, step2 = n_rows > 2 ? 2 * w_stride : step1,
+                 step3 = n_rows > 3 ? 3 * w_stride : step2;
+    const size_t step5 = n_rows > 5 ? w_stride : 0, step6 = n_rows > 6 ? 2 * w_stride : step5,
+                 step7 = n_rows > 7 ? 3 * w_stride : step6;
     const uint8_t *act_row[2];
 #pragma GCC unroll 2
     for (int t = 0; t < NT; t++) act_row[t] = act + (size_t)(t < n_toks ? t : n_toks - 1) * act_stride;
@@ -204,9 +226,9 @@ AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_
          * per block step (measured better than prefetching row by row or further ahead) */
         const uint8_t *ahead = w + 8 * w_stride + (size_t)b * 8 * w_bytes;
         for (int line = 0; line < 8 * w_bytes; line += 64) _mm_prefetch((const char *)ahead + line, _MM_HINT_T0);
-        const uint8_t *block[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) block[r] = w_row[r] + (size_t)b * w_bytes;
+        const uint8_t *at0 = row0 + (size_t)b * w_bytes, *at4 = row4 + (size_t)b * w_bytes;
+        const uint8_t *block[8] = {at0, at0 + step1, at0 + step2, at0 + step3,
+                                   at4, at4 + step5, at4 + step6, at4 + step7};
         __m256i dots[2];
         block_dots_rows8(TYPE, NT, block, y_qs, dots);
         __m256 w_scale, w_min = _mm256_setzero_ps();

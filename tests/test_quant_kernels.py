@@ -317,6 +317,32 @@ def test_matmul_is_exact_on_the_quantized_activations(qtype, path):
         assert np.all(np.abs(ours - exact) <= tolerance)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES)
+@pytest.mark.parametrize("fill", [0x00, 0x80, 0xFF])
+def test_integer_sums_are_exact_at_their_extremes(fill, qtype, path):
+    """Every quant bit set (0xFF: the largest 4-, 5- and 6-bit values), clear (0x00: the
+    most negative offset values) or 0x80 (Q8_0's -128), against activations that all
+    quantize to +127 or -127: the integer partial sums reach their largest magnitudes, so
+    a kernel that keeps them in 16 bits too long (or saturates) is off by thousands."""
+    K.set_kernel_path(path)
+    block_values, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    k = 1024 if block_values == 256 else 640
+    n_out, n_blocks = 19, 19 * k // block_values
+    raw = np.full((n_blocks, type_size), fill, np.uint8)
+    for offset in HALF_FIELDS[qtype]:
+        raw[:, offset:offset + 2] = np.array([0.01], np.float16).view(np.uint8)
+    w_float = dequantized(raw, qtype).reshape(n_out, k).astype(np.float64)
+    x = np.ones((2, k), np.float32)
+    x[1] = -1.0
+    x_seen = quantized_activations(x, ACT_FORMAT[qtype])
+    for n_tok in (1, 2):
+        ours = run_matmul(raw.reshape(n_out, -1), qtype, x[:n_tok])
+        exact = x_seen[:n_tok] @ w_float.T
+        tolerance = 1e-6 * (np.abs(x_seen[:n_tok]) @ np.abs(w_float).T)
+        assert np.all(np.abs(ours - exact) <= tolerance), (n_tok, ours[:, 0], exact[:, 0])
+
+
 @pytest.mark.parametrize("qtype", FLOAT_TYPES)
 @pytest.mark.parametrize("path", PATHS)
 def test_matmul_float_weights(qtype, path):
