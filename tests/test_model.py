@@ -292,3 +292,27 @@ def test_captured_attention_matches_reference(tmp_path):
                 assert np.all(ours[:, row, :max(0, pos - 4)] == 0)
     model.eval(ids[:1])
     assert model.attention_probs is None
+
+
+def test_a_decode_step_allocates_only_the_logits_it_returns(smollm2_path):
+    """Issue 6: the decode step allocates nothing. The forward runs in buffers made at
+    load; what a step may allocate is the logits row it hands back (plus a few small
+    Python objects), and nothing may pile up over steps."""
+    import tracemalloc
+
+    model = model_module.load(str(smollm2_path), n_ctx=128)
+    model.eval(token_ids(8, n_vocab=model.config.n_vocab))
+    for token in token_ids(4, seed=2, n_vocab=model.config.n_vocab):  # scratch sized
+        model.eval([token])
+    row_bytes = model.config.n_vocab * 4
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for token in token_ids(20, seed=3, n_vocab=model.config.n_vocab):
+            logits = model.eval([token])
+            del logits
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - start <= row_bytes + 2048, peak - start  # measured: row + 1252 bytes
+    assert current - start <= 2048, current - start
