@@ -193,7 +193,8 @@ AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_
                               int n_toks, float *out, size_t out_stride) {
     const int w_bytes = block_bytes(TYPE);
     const int a_bytes = has_min(TYPE) ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    /* rows past n_rows repeat the last row: the lanes are computed, never stored */
+    /* rows as two bases and three strides each, not 8 pointers: the loop then keeps them
+     * in registers. Rows past n_rows repeat the last row (lanes computed, never stored). */
     const uint8_t *row0 = w, *row4 = w + (size_t)(n_rows > 4 ? 4 : n_rows - 1) * w_stride;
     const size_t step1 = n_rows > 1 ? w_stride : 0, step2 = n_rows > 2 ? 2 * w_stride : step1,
                  step3 = n_rows > 3 ? 3 * w_stride : step2;
