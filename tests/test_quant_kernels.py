@@ -396,7 +396,7 @@ def test_batched_tokens_equal_one_at_a_time_to_the_bit(qtype, path):
         w = random_blocks(rng, qtype, 21 * k // block).reshape(21, -1)
     x = activations(rng, 19, k)
     batched = run_matmul(w, qtype, x)
-    for chunk in (1, 2, 3, 5, 8):
+    for chunk in (1, 2, 3, 5, 8, 11, 16):  # 11: a two-group tile with a partial second group
         pieces = [run_matmul(w, qtype, x[t:t + chunk]) for t in range(0, len(x), chunk)]
         np.testing.assert_array_equal(np.concatenate(pieces), batched, err_msg=f"chunk {chunk}")
 
