@@ -148,21 +148,21 @@ typedef struct {
     float acc[TILE_FLOATS]; /* query i: acc[i * head_dim .. +head_dim) */
 } tile_state;
 
-/* Fold the weights w (scores on entry) of n rows starting at v_rows into query i. */
-static void fold_rows(const ops_vec *vec, tile_state *st, int i, float *w, int64_t n,
-                      const float *v_rows, int64_t kv_stride, int head_dim)
+/* Turn the scores w of n rows into query i's softmax weights against its running max
+ * (rescaling what it has accumulated if the max rose); the caller then adds the weighted
+ * V rows. */
+static void weigh_rows(const ops_vec *vec, tile_state *st, int i, float *w, int64_t n,
+                       int head_dim)
 {
-    float *acc = st->acc + (int64_t)i * head_dim;
     const float block_max = vec->max(w, n);
     if (block_max > st->max[i]) {
         /* earlier terms were exp(s - old max): rescale them (a no-op on the first rows) */
         const float correction = expf(st->max[i] - block_max);
-        vec->scale(acc, head_dim, correction);
+        vec->scale(st->acc + (int64_t)i * head_dim, head_dim, correction);
         st->sum[i] *= correction;
         st->max[i] = block_max;
     }
     st->sum[i] += vec->exp_shifted(w, n, st->max[i]);
-    vec->axpy_rows(acc, w, v_rows, kv_stride, n, head_dim);
 }
 
 static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range chunk,
@@ -186,13 +186,29 @@ static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range 
         const int64_t n_rows = min64(block + BLOCK_ROWS - 1, chunk.last) - j0 + 1;
         p->vec->dot_tile(tl->q, tl->n, tl->k + j0 * p->kv_stride, p->kv_stride, n_rows, hd,
                          p->scale, scores, BLOCK_ROWS);
+        /* each query sees a contiguous part of the block (or none of it); queries that
+         * see the same part (all of a block but the causal diagonal) share one pass over
+         * its V rows */
+        int64_t lo[TILE_QUERIES], hi[TILE_QUERIES];
         for (int i = 0; i < tl->n; i++) {
-            /* each query sees a contiguous part of the block (or none of it) */
-            const int64_t lo = max64(tl->range[i].first, j0);
-            const int64_t hi = min64(tl->range[i].last, j0 + n_rows - 1);
-            if (lo <= hi)
-                fold_rows(p->vec, st, i, scores + i * BLOCK_ROWS + (lo - j0), hi - lo + 1,
-                          tl->v + lo * p->kv_stride, p->kv_stride, hd);
+            lo[i] = max64(tl->range[i].first, j0);
+            hi[i] = min64(tl->range[i].last, j0 + n_rows - 1);
+            if (lo[i] <= hi[i])
+                weigh_rows(p->vec, st, i, scores + i * BLOCK_ROWS + (lo[i] - j0),
+                           hi[i] - lo[i] + 1, hd);
+        }
+        for (int i = 0, end; i < tl->n; i = end) {
+            for (end = i + 1; end < tl->n && lo[end] == lo[i] && hi[end] == hi[i]; end++) {}
+            if (lo[i] > hi[i])
+                continue;
+            float *accs[TILE_QUERIES];
+            const float *weights[TILE_QUERIES];
+            for (int j = i; j < end; j++) {
+                accs[j - i] = st->acc + (int64_t)j * hd;
+                weights[j - i] = scores + j * BLOCK_ROWS + (lo[i] - j0);
+            }
+            p->vec->axpy_rows(accs, weights, end - i, tl->v + lo[i] * p->kv_stride,
+                              p->kv_stride, hi[i] - lo[i] + 1, hd);
         }
     }
 }
@@ -310,7 +326,8 @@ static void attend_one_with_probs(const attention_plan *p, int64_t item, float *
     const double sum = p->vec->exp_shifted(w, n, p->vec->max(w, n));
     p->vec->scale(w, n, (float)(1.0 / sum));
     memset(out, 0, sizeof(float) * hd);
-    p->vec->axpy_rows(out, w, p->v_cache + range.first * p->kv_stride + kv_offset,
+    const float *weights = w;
+    p->vec->axpy_rows(&out, &weights, 1, p->v_cache + range.first * p->kv_stride + kv_offset,
                       p->kv_stride, n, hd);
 }
 

@@ -49,15 +49,16 @@ static void portable_dot_tile(const float *const *queries, int n_queries, const 
     }
 }
 
-static void portable_axpy_rows(float *acc, const float *weights, const float *rows,
-                               int64_t stride, int64_t n_rows, int dim)
+static void portable_axpy_rows(float *const *accs, const float *const *weights, int n_queries,
+                               const float *rows, int64_t stride, int64_t n_rows, int dim)
 {
-    for (int64_t r = 0; r < n_rows; r++) {
-        const float *row = rows + r * stride;
-        const float w = weights[r];
-        for (int d = 0; d < dim; d++)
-            acc[d] += w * row[d];
-    }
+    for (int i = 0; i < n_queries; i++)
+        for (int64_t r = 0; r < n_rows; r++) {
+            const float *row = rows + r * stride;
+            const float w = weights[i][r];
+            for (int d = 0; d < dim; d++)
+                accs[i][d] += w * row[d];
+        }
 }
 
 static void portable_silu_mul(const float *gate, const float *up, float *out, int64_t n)

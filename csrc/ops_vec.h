@@ -26,9 +26,11 @@ typedef struct ops_vec {
     void (*dot_tile)(const float *const *queries, int n_queries, const float *rows,
                      int64_t stride, int64_t n_rows, int dim, float scale, float *scores,
                      int64_t scores_stride);
-    /* acc[d] += sum_r weights[r] * rows[r][d] for d < dim */
-    void (*axpy_rows)(float *acc, const float *weights, const float *rows, int64_t stride,
-                      int64_t n_rows, int dim);
+    /* accs[i][d] += sum_r weights[i][r] * rows[r][d] for i < n_queries, d < dim: queries
+     * that see the same rows, each row read once for all of them. Per query the sums run
+     * in the same order whatever n_queries is, so results never depend on the grouping. */
+    void (*axpy_rows)(float *const *accs, const float *const *weights, int n_queries,
+                      const float *rows, int64_t stride, int64_t n_rows, int dim);
     /* out = silu(gate) * up and out = gelu_tanh(gate) * up, element-wise */
     void (*silu_mul)(const float *gate, const float *up, float *out, int64_t n);
     void (*gelu_tanh_mul)(const float *gate, const float *up, float *out, int64_t n);

@@ -41,14 +41,6 @@ AVX2 static inline __m256 exp8(__m256 x)
     return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, two_to_n));
 }
 
-AVX2 static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* The four horizontal sums of a, b, c, d as one 4-float vector. */
 AVX2 static inline __m128 hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d)
 {
@@ -165,27 +157,23 @@ AVX2 static inline void dot_4q_1row(const float *const *q, const float *row, int
             s[k] += scalar_dot(q[k], row, vec_end, dim);
 }
 
-/* One query against four rows per pass (the attention view, or one head per KV head). */
+/* One query against four rows per pass (the attention view, or one head per KV head).
+ * Every score, the last rows' too, goes through dot_4q_1row: the accumulation and the
+ * horizontal sum of the multi-query kernels, so a query scores the same alone (decode)
+ * as in a prefill tile. */
 AVX2 static void dot_1q(const float *q, const float *rows, int64_t stride, int64_t n_rows,
                         int dim, float scale, float *scores)
 {
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        /* the same kernel with rows and queries swapped: dot is symmetric */
-        const float *four_rows[4] = {rows + r * stride, rows + (r + 1) * stride,
-                                     rows + (r + 2) * stride, rows + (r + 3) * stride};
+    for (int64_t r = 0; r < n_rows; r += 4) {
+        /* the same kernel with rows and queries swapped: dot is symmetric; a short last
+         * group repeats its last row */
+        const float *four_rows[4];
+        for (int k = 0; k < 4; k++)
+            four_rows[k] = rows + (r + k < n_rows ? r + k : n_rows - 1) * stride;
         float s[4];
         dot_4q_1row(four_rows, q, dim, s);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 4 && r + k < n_rows; k++)
             scores[r + k] = s[k] * scale;
-    }
-    for (; r < n_rows; r++) {
-        const float *row = rows + r * stride;
-        const int vec_end = dim & ~7;
-        __m256 a = _mm256_setzero_ps();
-        for (int d = 0; d < vec_end; d += 8)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(row + d), a);
-        scores[r] = (hsum8(a) + scalar_dot(q, row, vec_end, dim)) * scale;
     }
 }
 
@@ -223,39 +211,83 @@ AVX2 static void avx2_dot_tile(const float *const *queries, int n_queries, const
     }
 }
 
-/* Four rows per pass: each load and store of acc serves four FMAs, and every row is
- * read front to back once (the V cache is streamed, not revisited). */
-AVX2 static void avx2_axpy_rows(float *acc, const float *weights, const float *rows,
-                                int64_t stride, int64_t n_rows, int dim)
+/* NQ queries (1-3) against the rows, 16 dims at a time: the accumulators stay in
+ * registers while the rows stream past, and each row load serves all NQ queries. Rows go
+ * in groups of four, each element summed as acc + w0 r0 + w1 r1 + w2 r2 + w3 r3 (one
+ * FMA each, in that order), then the leftover rows one by one: the order of the former
+ * one-query kernel, so results are the same for any NQ. */
+AVX2 static inline void axpy_nq(const int NQ, float *const *accs, const float *const *weights,
+                                const float *rows, int64_t stride, int64_t n_rows, int dim)
 {
-    const int vec_end = dim & ~7;
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const float *r0 = rows + r * stride, *r1 = r0 + stride;
-        const float *r2 = r1 + stride, *r3 = r2 + stride;
-        const __m256 w0 = _mm256_set1_ps(weights[r]), w1 = _mm256_set1_ps(weights[r + 1]);
-        const __m256 w2 = _mm256_set1_ps(weights[r + 2]), w3 = _mm256_set1_ps(weights[r + 3]);
-        for (int d = 0; d < vec_end; d += 8) {
-            __m256 a = _mm256_loadu_ps(acc + d);
-            a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + d), a);
-            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + d), a);
-            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + d), a);
-            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + d), a);
-            _mm256_storeu_ps(acc + d, a);
+    int d = 0;
+    for (; d + 16 <= dim; d += 16) {
+        __m256 lo[3], hi[3];
+#pragma GCC unroll 3
+        for (int i = 0; i < NQ; i++) {
+            lo[i] = _mm256_loadu_ps(accs[i] + d);
+            hi[i] = _mm256_loadu_ps(accs[i] + d + 8);
         }
-        for (int d = vec_end; d < dim; d++)
-            acc[d] += weights[r] * r0[d] + weights[r + 1] * r1[d]
-                    + weights[r + 2] * r2[d] + weights[r + 3] * r3[d];
+        int64_t r = 0;
+        for (; r + 4 <= n_rows; r += 4) {
+            const float *row = rows + r * stride + d;
+            __m256 row_lo[4], row_hi[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                row_lo[k] = _mm256_loadu_ps(row + k * stride);
+                row_hi[k] = _mm256_loadu_ps(row + k * stride + 8);
+            }
+#pragma GCC unroll 3
+            for (int i = 0; i < NQ; i++)
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    const __m256 w = _mm256_broadcast_ss(weights[i] + r + k);
+                    lo[i] = _mm256_fmadd_ps(w, row_lo[k], lo[i]);
+                    hi[i] = _mm256_fmadd_ps(w, row_hi[k], hi[i]);
+                }
+        }
+        for (; r < n_rows; r++) {
+            const float *row = rows + r * stride + d;
+            const __m256 row_lo = _mm256_loadu_ps(row), row_hi = _mm256_loadu_ps(row + 8);
+#pragma GCC unroll 3
+            for (int i = 0; i < NQ; i++) {
+                const __m256 w = _mm256_broadcast_ss(weights[i] + r);
+                lo[i] = _mm256_fmadd_ps(w, row_lo, lo[i]);
+                hi[i] = _mm256_fmadd_ps(w, row_hi, hi[i]);
+            }
+        }
+#pragma GCC unroll 3
+        for (int i = 0; i < NQ; i++) {
+            _mm256_storeu_ps(accs[i] + d, lo[i]);
+            _mm256_storeu_ps(accs[i] + d + 8, hi[i]);
+        }
     }
-    for (; r < n_rows; r++) {
-        const float *row = rows + r * stride;
-        const __m256 w = _mm256_set1_ps(weights[r]);
-        for (int d = 0; d < vec_end; d += 8)
-            _mm256_storeu_ps(acc + d,
-                             _mm256_fmadd_ps(w, _mm256_loadu_ps(row + d), _mm256_loadu_ps(acc + d)));
-        for (int d = vec_end; d < dim; d++)
-            acc[d] += weights[r] * row[d];
-    }
+    for (int i = 0; i < NQ; i++) /* dims past the last 16: the same order, one at a time */
+        for (int e = d; e < dim; e++) {
+            float a = accs[i][e];
+            int64_t r = 0;
+            for (; r + 4 <= n_rows; r += 4) {
+                const float *row = rows + r * stride + e;
+                a = fmaf(weights[i][r], row[0], a);
+                a = fmaf(weights[i][r + 1], row[stride], a);
+                a = fmaf(weights[i][r + 2], row[2 * stride], a);
+                a = fmaf(weights[i][r + 3], row[3 * stride], a);
+            }
+            for (; r < n_rows; r++)
+                a = fmaf(weights[i][r], rows[r * stride + e], a);
+            accs[i][e] = a;
+        }
+}
+
+AVX2 static void avx2_axpy_rows(float *const *accs, const float *const *weights, int n_queries,
+                                const float *rows, int64_t stride, int64_t n_rows, int dim)
+{
+    int i = 0;
+    for (; i + 3 <= n_queries; i += 3)
+        axpy_nq(3, accs + i, weights + i, rows, stride, n_rows, dim);
+    if (n_queries - i == 2)
+        axpy_nq(2, accs + i, weights + i, rows, stride, n_rows, dim);
+    else if (n_queries - i == 1)
+        axpy_nq(1, accs + i, weights + i, rows, stride, n_rows, dim);
 }
 
 AVX2 static void avx2_silu_mul(const float *gate, const float *up, float *out, int64_t n)

@@ -238,6 +238,21 @@ def test_attention_matches_reference_and_explicit_rows(shape, window, with_probs
         np.testing.assert_allclose(probs, ref_probs, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_attention_of_a_query_is_the_same_alone_or_in_a_batch(shape):
+    """A prefill tile sums the V rows of several queries in one pass (queries that see the
+    same rows); a decode step has one token. Each query's output must not depend on which
+    others share its pass: bit-identical, so chunking a prompt never changes logits."""
+    n_heads, n_kv, hd = SHAPES[shape]
+    q, k_cache, v_cache, q_pos = attention_inputs(37, 200, n_heads, n_kv, hd, start=150, seed=21)
+    scale = 1 / np.sqrt(hd)
+    batched, _ = run_attention(q, k_cache, v_cache, q_pos, n_heads, n_kv, hd, scale, 0)
+    for t in range(len(q)):
+        alone, _ = run_attention(q[t:t + 1], k_cache, v_cache, q_pos[t:t + 1], n_heads, n_kv, hd,
+                                 scale, 0)
+        np.testing.assert_array_equal(alone[0], batched[t], err_msg=f"token {t}")
+
+
 @pytest.mark.parametrize("n_ctx, window", [(700, 0), (5000, 0), (5000, 512)])
 def test_attention_long_context_with_rising_scores(n_ctx, window):
     # Keys grow along the cache so each block raises the running max: the rescaling of
