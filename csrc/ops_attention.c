@@ -165,6 +165,29 @@ static void weigh_rows(const ops_vec *vec, tile_state *st, int i, float *w, int6
     st->sum[i] += vec->exp_shifted(w, n, st->max[i]);
 }
 
+/* Add each query's weighted V rows [lo[i], hi[i]] of the block at row j0 (weights in
+ * scores, BLOCK_ROWS per query) to its accumulator: one pass over the rows for each run
+ * of consecutive queries that see the same ones. */
+static void add_weighted_rows(const attention_plan *p, const tile *tl, tile_state *st,
+                              const int64_t *lo, const int64_t *hi, const float *scores,
+                              int64_t j0)
+{
+    const int hd = p->head_dim;
+    for (int i = 0, end; i < tl->n; i = end) {
+        for (end = i + 1; end < tl->n && lo[end] == lo[i] && hi[end] == hi[i]; end++) {}
+        if (lo[i] > hi[i])
+            continue;
+        float *accs[TILE_QUERIES];
+        const float *weights[TILE_QUERIES];
+        for (int j = i; j < end; j++) {
+            accs[j - i] = st->acc + (int64_t)j * hd;
+            weights[j - i] = scores + j * BLOCK_ROWS + (lo[i] - j0);
+        }
+        p->vec->axpy_rows(accs, weights, end - i, tl->v + lo[i] * p->kv_stride, p->kv_stride,
+                          hi[i] - lo[i] + 1, hd);
+    }
+}
+
 static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range chunk,
                              tile_state *st)
 {
@@ -187,8 +210,8 @@ static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range 
         p->vec->dot_tile(tl->q, tl->n, tl->k + j0 * p->kv_stride, p->kv_stride, n_rows, hd,
                          p->scale, scores, BLOCK_ROWS);
         /* each query sees a contiguous part of the block (or none of it); queries that
-         * see the same part (all of a block but the causal diagonal) share one pass over
-         * its V rows */
+         * see the same part (all of a block but the causal diagonal) then share one pass
+         * over its V rows */
         int64_t lo[TILE_QUERIES], hi[TILE_QUERIES];
         for (int i = 0; i < tl->n; i++) {
             lo[i] = max64(tl->range[i].first, j0);
@@ -197,19 +220,7 @@ static void attend_tile_rows(const attention_plan *p, const tile *tl, row_range 
                 weigh_rows(p->vec, st, i, scores + i * BLOCK_ROWS + (lo[i] - j0),
                            hi[i] - lo[i] + 1, hd);
         }
-        for (int i = 0, end; i < tl->n; i = end) {
-            for (end = i + 1; end < tl->n && lo[end] == lo[i] && hi[end] == hi[i]; end++) {}
-            if (lo[i] > hi[i])
-                continue;
-            float *accs[TILE_QUERIES];
-            const float *weights[TILE_QUERIES];
-            for (int j = i; j < end; j++) {
-                accs[j - i] = st->acc + (int64_t)j * hd;
-                weights[j - i] = scores + j * BLOCK_ROWS + (lo[i] - j0);
-            }
-            p->vec->axpy_rows(accs, weights, end - i, tl->v + lo[i] * p->kv_stride,
-                              p->kv_stride, hi[i] - lo[i] + 1, hd);
-        }
+        add_weighted_rows(p, tl, st, lo, hi, scores, j0);
     }
 }
 
