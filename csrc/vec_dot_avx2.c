@@ -123,30 +123,29 @@ AVX2_INLINE void unpack_row_pair(const int TYPE, const uint8_t *block_a, const u
     *second_out = second;
 }
 
-AVX2_INLINE __m256i row_pair_dots(__m256i first, __m256i second, __m256i y_first, __m256i y_second) {
-    __m256i sums16 = _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first),
-                                      _mm256_maddubs_epi16(second, y_second));
-    return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1));
-}
-
+/* The int16 pair sums of rows a and b (low and high half) against one activation block;
+ * the two products add in int16 (at most 4 x 31 x 127 < 2^15). */
 AVX2_INLINE __m256i row_pair_sums16(__m256i first, __m256i second, __m256i y_first, __m256i y_second) {
     return _mm256_add_epi16(_mm256_maddubs_epi16(first, y_first), _mm256_maddubs_epi16(second, y_second));
 }
 
-/* fold_row_pairs for 4-bit values, folding the int16 sums before widening them: a lane
- * holds at most 4 x 15 x 127, and four lanes add up to 30480 < 2^15, so the two folds stay
- * exact in int16 and one madd widens all 8 rows at the end. */
-AVX2_INLINE __m256i fold_row_pairs16(const __m256i v[4]) {
-    __m256i rows01 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
-    __m256i rows23 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
-    __m256i rows = _mm256_add_epi16(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
-    return _mm256_madd_epi16(rows, _mm256_set1_epi16(1));
-}
-
-/* v[i] holds rows i (low half) and i+4 (high half), 4 partial sums each -> lane r: row r. */
-AVX2_INLINE __m256i fold_row_pairs(const __m256i v[4]) {
-    __m256i rows01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
-    __m256i rows23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+/* v[i]: the int16 sums of rows i (low half) and i+4 (high half) -> lane r: row r's total.
+ * 4-bit values fold in int16 before one madd widens all 8 rows: a lane holds at most
+ * 4 x 15 x 127, and four lanes add up to 30480 < 2^15, so the folds stay exact. 5-bit
+ * values (up to 4 x 31 x 127 a lane) widen first and fold in int32. */
+AVX2_INLINE __m256i fold_row_pairs(const int TYPE, const __m256i v[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (TYPE == LLM_Q4_0 || TYPE == LLM_Q4_1) {
+        __m256i rows01 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+        __m256i rows23 = _mm256_add_epi16(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+        __m256i rows = _mm256_add_epi16(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
+        return _mm256_madd_epi16(rows, ones);
+    }
+    __m256i w[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) w[i] = _mm256_madd_epi16(v[i], ones);
+    __m256i rows01 = _mm256_add_epi32(_mm256_unpacklo_epi32(w[0], w[1]), _mm256_unpackhi_epi32(w[0], w[1]));
+    __m256i rows23 = _mm256_add_epi32(_mm256_unpacklo_epi32(w[2], w[3]), _mm256_unpackhi_epi32(w[2], w[3]));
     return _mm256_add_epi32(_mm256_unpacklo_epi64(rows01, rows23), _mm256_unpackhi_epi64(rows01, rows23));
 }
 
@@ -177,15 +176,10 @@ AVX2_INLINE void block_dots_rows8(const int TYPE, const int NT, const uint8_t *c
         __m256i first, second;
         unpack_row_pair(TYPE, block[r], block[r + 4], &first, &second);
 #pragma GCC unroll 2
-        for (int t = 0; t < NT; t++)
-            pairs[t][r] = TYPE == LLM_Q4_0 || TYPE == LLM_Q4_1
-                              ? row_pair_sums16(first, second, y_first[t], y_second[t])
-                              : row_pair_dots(first, second, y_first[t], y_second[t]);
+        for (int t = 0; t < NT; t++) pairs[t][r] = row_pair_sums16(first, second, y_first[t], y_second[t]);
     }
 #pragma GCC unroll 2
-    for (int t = 0; t < NT; t++)
-        dots[t] = TYPE == LLM_Q4_0 || TYPE == LLM_Q4_1 ? fold_row_pairs16(pairs[t])
-                                                       : fold_row_pairs(pairs[t]);
+    for (int t = 0; t < NT; t++) dots[t] = fold_row_pairs(TYPE, pairs[t]);
 }
 
 AVX2_INLINE void decode_rows8(const int TYPE, const int NT, int nb, const uint8_t *w,
