@@ -13,11 +13,12 @@ the report gives the median and the range over rounds. The KV cache and activati
 not counted: at tg128 they are small beside the weights.
 
 Each round also measures the other bound on decode: how fast the same kernels multiply
-the same matrices (one token, two for a model's refined inputs) when the weights are
-already in the cache ("in cache", bytes / the sum of the matrices' times; a matrix too
-large for the caches is timed on its first rows). A decode step can go no faster than
-either the read bandwidth or that, and on a shared host the second moves: other tenants
-on the same physical cores take execution units the kernels need and the probe does not.
+the same matrices, grouped as a decode step groups them (one token, two for a model's
+refined inputs), when the weights are already in the cache ("in cache": bytes over the
+sum of the groups' times). Decode can go no faster than either bound. On a shared host
+the second one moves: tenants on the same physical cores take the execution units the
+kernels need, and the probe, which barely computes, does not notice. With --rounds 8 or
+more the report gives the correlation of the rounds' fractions with each bound.
 """
 import argparse
 import os
@@ -51,64 +52,97 @@ def weight_bytes_per_token(path):
                if len(t.shape) == 2 and (name != "token_embd.weight" or tied))
 
 
-# The projections each architecture's decode step feeds with refined (two-row) inputs,
-# as llmcli.model.REFINED_INPUTS names them, by tensor name.
-PROJECTION_TENSORS = {"qkv": ("attn_q", "attn_k", "attn_v"), "wo": ("attn_output",),
-                      "gate_up": ("ffn_gate", "ffn_up"), "down": ("ffn_down",)}
+# A decode step's projections, by the tensor names they multiply: each group shares one
+# input (one parallel region when the types allow, as in llmcli/_forward.pxi).
+PROJECTIONS = {"qkv": ("attn_q", "attn_k", "attn_v"), "wo": ("attn_output",),
+               "gate_up": ("ffn_gate", "ffn_up"), "down": ("ffn_down",)}
 IN_CACHE_BYTES_PER_THREAD = 256 * 1024  # half an L2 here: the rows timed hot at a time
 
 
-def decode_matrices(path):
-    """(rows as uint8 (n_out, row_bytes), type, k, tokens per step) of every matrix a
-    decode step multiplies: tokens is 2 where the model refines that projection's input."""
+def decode_groups(path):
+    """The matrix groups of one decode step: (k, tokens, [(rows, type), ...]) with rows
+    as uint8 (n_out, row_bytes) of k values each; tokens is 2 where the model refines
+    that projection's input (llmcli.model.REFINED_INPUTS), else 1. The output matrix is
+    a group of its own."""
     from llmcli.model import REFINED_INPUTS
 
     gguf_file = gguf.open_gguf(path)
-    refined = {t for group in REFINED_INPUTS.get(gguf_file.metadata["general.architecture"], ())
-               for t in PROJECTION_TENSORS[group]}
-    tied = "output.weight" not in gguf_file.tensors
-    matrices = []
-    for name, info in gguf_file.tensors.items():
-        if len(info.shape) != 2 or (name == "token_embd.weight" and not tied):
-            continue
-        k, n_out = info.shape
-        rows = gguf_file.tensor_data(name).reshape(n_out, -1)
-        tokens = 2 if name.split(".")[-2] in refined else 1
-        matrices.append((rows, int(info.type), k, tokens))
-    return matrices
+    refined = REFINED_INPUTS.get(gguf_file.metadata["general.architecture"], ())
+    tensors = gguf_file.tensors
+
+    def group(names, tokens):
+        k = tensors[names[0]].shape[0]
+        return k, tokens, [(gguf_file.tensor_data(n).reshape(tensors[n].shape[1], -1),
+                            int(tensors[n].type)) for n in names]
+
+    groups = []
+    layer = 0
+    while f"blk.{layer}.attn_q.weight" in tensors:
+        for projection, names in PROJECTIONS.items():
+            groups.append(group([f"blk.{layer}.{name}.weight" for name in names],
+                                2 if projection in refined else 1))
+        layer += 1
+    tied = "output.weight" not in tensors
+    groups.append(group(["token_embd.weight" if tied else "output.weight"], 1))
+    return groups
 
 
-def in_cache_rate(matrices, threads):
-    """GB/s of weights multiplied by the decode kernels with the weights in cache: each
-    matrix (or its first rows, scaled up) timed on repeated calls after two warm-ups."""
+def in_cache_rate(groups, threads):
+    """GB/s of weights multiplied by the decode kernels with the weights in cache, each
+    group in one call where its types share an activation format, as a decode step makes
+    them. A group that fits in the threads' L2 caches is timed whole (repeated calls after
+    two warm-ups); a larger one on the first rows of each matrix, twice as many rows as
+    a second timing, so the call's fixed cost (paid once per group) is not scaled up."""
     K.set_threads(threads)
     total_bytes, total_seconds = 0, 0.0
-    for rows, qtype, k, tokens in matrices:
-        n_hot = max(8, min(len(rows), IN_CACHE_BYTES_PER_THREAD * threads // rows.shape[1]))
-        hot = rows[:n_hot]
-        x = np.ones((tokens, k), np.float32)
-        out = np.empty((tokens, n_hot), np.float32)
-        for _ in range(2):
-            K.matmul(hot, qtype, x, out)
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(4):
-                K.matmul(hot, qtype, x, out)
-            best = min(best, (time.perf_counter() - start) / 4)
-        total_bytes += rows.nbytes
-        total_seconds += best * len(rows) / n_hot
+    for k, tokens, group in groups:
+        group_bytes = sum(w.nbytes for w, _ in group)
+        share = IN_CACHE_BYTES_PER_THREAD * threads / group_bytes
+        if share >= 1:
+            total_seconds += hot_call_seconds(group, 1.0, k, tokens)
+        else:
+            full, half = (hot_call_seconds(group, share, k, tokens),
+                          hot_call_seconds(group, share / 2, k, tokens))
+            per_byte = max(full - half, 0.0) / (share / 2 * group_bytes)
+            total_seconds += full + (1 - share) * group_bytes * per_byte
+        total_bytes += group_bytes
     return total_bytes / total_seconds / 1e9
+
+
+def hot_call_seconds(group, share, k, tokens):
+    """Best time of one call over the first `share` of each matrix's rows (whole tiles),
+    the rows in cache from the calls before it."""
+    calls = [(w[:max(8, int(len(w) * share) // 8 * 8)], t) for w, t in group]
+    x = np.ones((tokens, k), np.float32)
+    outs = [np.empty((tokens, len(w)), np.float32) for w, _ in calls]
+    shared = all(K.matmul_can_share(calls[0][1], t, tokens) for _, t in calls)
+
+    def run():
+        if shared:
+            K.matmul_many([(w, t, out) for (w, t), out in zip(calls, outs)], x)
+        else:
+            for (w, t), out in zip(calls, outs):
+                K.matmul(w, t, x, out)
+
+    for _ in range(2):
+        run()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(4):
+            run()
+        best = min(best, (time.perf_counter() - start) / 4)
+    return best * sum(w.nbytes for w, _ in group) * share / sum(w.nbytes for w, _ in calls)
 
 
 def measure(path, threads, n_gen, rounds, buffer):
     model = load(path, n_ctx=n_gen + 32, threads=threads)
     per_token = weight_bytes_per_token(path)
-    matrices = decode_matrices(path)
+    groups = decode_groups(path)
     fractions, speeds, probes, in_cache = [], [], [], []
     for _ in range(rounds):
         before, _ = read_bandwidth(buffer, threads, 5)  # wall-clock GB/s
-        cached = in_cache_rate(matrices, threads)
+        cached = in_cache_rate(groups, threads)
         tg = tokens_per_second(model, "tg", n_gen, model.config.n_vocab, 1)["tokens_per_s"]
         after, _ = read_bandwidth(buffer, threads, 5)
         probe = max(before, after)
@@ -150,6 +184,10 @@ def main():
                 for i, (s, p, c, f) in enumerate(zip(speeds, probes, in_cache, fractions)):
                     print(f"  round {i + 1}: tg {s:.1f} tok/s, decode {s * per_token / 1e9:.1f}"
                           f" GB/s, read {p:.1f}, in cache {c:.1f}, fraction {100 * f:.0f}%")
+            if args.rounds >= 8:  # which bound the fraction follows, round by round
+                print(f"  correlation of the fraction with in cache "
+                      f"{np.corrcoef(fractions, in_cache)[0, 1]:+.2f}, with read "
+                      f"{np.corrcoef(fractions, probes)[0, 1]:+.2f} ({args.rounds} rounds)")
             sys.stdout.flush()
 
 

@@ -1,0 +1,34 @@
+"""The benchmarks' own accounting, on the real models: a figure is only as good as the
+bytes it divides by."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import decode_bandwidth  # noqa: E402
+from llmcli.gguf import open_gguf  # noqa: E402
+from llmcli.model import REFINED_INPUTS  # noqa: E402
+
+
+@pytest.mark.parametrize("model", ["smollm2_path", "gemma3_path"])
+def test_in_cache_groups_are_the_matrices_a_decode_step_reads(model, request):
+    """decode_bandwidth's in-cache figure covers the same weights as its decode figure:
+    every layer's four projection groups and the output matrix, each byte once, with two
+    input rows exactly where the model refines the input."""
+    path = request.getfixturevalue(model)
+    gguf_file = open_gguf(path)
+    groups = decode_bandwidth.decode_groups(path)
+    n_layers = gguf_file.metadata[f"{gguf_file.metadata['general.architecture']}.block_count"]
+    assert len(groups) == 4 * n_layers + 1
+    group_bytes = sum(w.nbytes for _, _, group in groups for w, _ in group)
+    assert group_bytes == decode_bandwidth.weight_bytes_per_token(path)
+    refined = REFINED_INPUTS[gguf_file.metadata["general.architecture"]]
+    projections = list(decode_bandwidth.PROJECTIONS)
+    for i, (k, tokens, group) in enumerate(groups[:-1]):
+        projection = projections[i % 4]
+        assert tokens == (2 if projection in refined else 1), projection
+        names = [f"blk.{i // 4}.{name}.weight" for name in decode_bandwidth.PROJECTIONS[projection]]
+        assert [gguf_file.tensors[n].shape[0] for n in names] == [k] * len(names)
+        assert [w.shape[0] for w, _ in group] == [gguf_file.tensors[n].shape[1] for n in names]
