@@ -81,12 +81,7 @@ def shortlist(logits, k, seen_ids=()):
     if k <= 0 or k + len(seen_ids) >= n:
         return Candidates(None, np.array(logits, dtype=np.float64))
     width = k + len(seen_ids)
-    # (selecting from the top end: numpy's introselect is several times slower on
-    # negated values with a small kth)
-    if width == 1:
-        top = np.array([np.argmax(logits)])
-    else:
-        top = np.argpartition(logits, n - width)[n - width:]
+    top = np.array([np.argmax(logits)]) if width == 1 else _largest(logits, width)
     ids = np.union1d(top, np.asarray(seen_ids, dtype=np.int64)).astype(np.int64)
     return Candidates(ids, np.asarray(logits[ids], dtype=np.float64))
 
@@ -160,11 +155,33 @@ def draw(probs, rng):
 def _most_likely(values, count):
     """Indices of the `count` largest values, largest first; ties by lower index so the
     order (and hence a seeded draw) never depends on how argpartition broke them."""
-    n = len(values)
-    if count >= n:
+    if count >= len(values):
         return np.argsort(-values, kind="stable")
-    head = np.argpartition(values, n - count)[n - count:]
+    head = _largest(values, count)
     return head[np.lexsort((head, -values[head]))]
+
+
+SAMPLE_PER_KEPT = 64  # values sampled per value kept, when narrowing a large array
+
+
+def _largest(values, count):
+    """Indices of the `count` largest values, in no particular order. On a large array
+    (a vocabulary of logits) a strided sample gives a threshold first: the count-th
+    largest sampled value is at most the count-th largest of all, so every one of the
+    count largest is at or above it, and only those (about SAMPLE_PER_KEPT x count) are
+    partitioned. Same values as one partition of everything, 3-4x faster at 49,152 and
+    262,144 values. (Partitioning from the top end: numpy's introselect is several times
+    slower on negated values with a small kth.)"""
+    n = len(values)
+    stride = n // (SAMPLE_PER_KEPT * count)
+    if stride >= 2:
+        sample = values[::stride]
+        threshold = sample[np.argpartition(sample, len(sample) - count)[len(sample) - count]]
+        near = np.flatnonzero(~(values < threshold))  # NaN counts as largest, as in a partition
+        if count <= len(near) < n // 2:  # else it did not narrow: partition everything
+            kept = np.argpartition(values[near], len(near) - count)[len(near) - count:]
+            return near[kept]
+    return np.argpartition(values, n - count)[n - count:]
 
 
 # --- the sampler -------------------------------------------------------------------------

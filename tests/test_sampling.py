@@ -96,6 +96,29 @@ def test_shortlist_holds_the_top_k_after_any_penalty():
             assert kept(got) == expected
 
 
+@pytest.mark.parametrize("n", [49152, 262144])  # the two models' vocabularies
+def test_largest_values_of_a_vocabulary_match_a_full_sort(n):
+    """The narrowed top-k selection (a strided sample sets a threshold first) keeps the
+    same values as a full sort: on spread, peaked, sorted and tied logits, and with NaN
+    and infinities (which a sort puts last, as the largest)."""
+    rng = np.random.default_rng(n)
+    spread = rng.normal(scale=3.0, size=n).astype(np.float32)
+    peaked = spread.copy()
+    peaked[123] = 60.0
+    increasing = np.sort(spread)
+    tied = rng.integers(0, 12, size=n).astype(np.float32)  # thousands of equal values
+    odd = spread.copy()
+    odd[[5, n // 3, n - 1]] = np.nan
+    odd[[7, n // 2]] = [np.inf, -np.inf]
+    for logits in (spread, peaked, increasing, tied, odd):
+        reference = np.argsort(logits, kind="stable")  # NaN sorts last
+        for k in (1, 2, 40, 104, 1000):
+            got = sampling._largest(logits, k)
+            assert len(got) == len(set(got.tolist())) == k
+            # the same values (with ties, which of the equal ones is free)
+            np.testing.assert_array_equal(np.sort(logits[got]), np.sort(logits[reference[-k:]]))
+
+
 def test_temperature_zero_is_argmax_even_with_low_top_p():
     logits = np.array([0.1, 2.0, 1.9, -3.0], dtype=np.float32)
     sampler = sampling.make_sampler(temperature=0, top_p=0.1, top_k=2)
