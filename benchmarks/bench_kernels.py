@@ -25,11 +25,16 @@ import os
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import gguf
 import numpy as np
 
-from llmcli import _kernels as K
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from a checkout without installing it
+    sys.path.insert(0, str(REPO))
+
+from llmcli import _kernels as K  # noqa: E402
 
 GiB = 1 << 30
 
@@ -205,4 +210,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from llmcli.errors import LLMError
+
+    try:
+        main()
+    except LLMError as exc:  # an unknown model, a bad file: one line, not a traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")

@@ -192,4 +192,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from llmcli.errors import LLMError
+
+    try:
+        main()
+    except LLMError as exc:  # an unknown model, a bad file: one line, not a traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")

@@ -198,4 +198,9 @@ def report(args, samples):
 
 
 if __name__ == "__main__":
-    main()
+    from llmcli.errors import LLMError
+
+    try:
+        main()
+    except LLMError as exc:  # an unknown model, a bad file: one line, not a traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")
