@@ -104,7 +104,8 @@ class StringArray(Sequence):
     read-only list of str (len, indexing, slicing, iteration, == with a list)."""
 
     def __init__(self, buf, bounds, key):
-        # String i is its u64 length at bounds[i], then its bytes up to bounds[i + 1].
+        # String i is its u64 length at bounds[i], then its bytes up to bounds[i + 1]
+        # (an int64 array).
         self._buf, self._bounds, self._key = buf, bounds, key
 
     def __len__(self):
@@ -126,33 +127,23 @@ class StringArray(Sequence):
 
     def bytes_at(self, index):
         """The raw bytes of string `index`, undecoded."""
-        return self._buf[self._bounds[index] + 8:self._bounds[index + 1]]
+        return self._buf[int(self._bounds[index]) + 8:int(self._bounds[index + 1])]
 
     def raw_bytes(self):
         """The whole array as stored (each string's u64 length, then its bytes)."""
-        return self._buf[self._bounds[0]:self._bounds[-1]]
+        return self._buf[int(self._bounds[0]):int(self._bounds[-1])]
 
     def packed(self):
         """(blob, offsets): the strings' bytes back to back, string i being
-        blob[offsets[i]:offsets[i + 1]], gathered with NumPy without making 262k Python
-        strings. GGUFError naming the first string that is not valid UTF-8."""
-        bounds = np.asarray(self._bounds, dtype=np.int64)
-        lengths = np.diff(bounds) - 8
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        region = np.frombuffer(self._buf, dtype=np.uint8, count=bounds[-1] - bounds[0],
-                               offset=bounds[0])
-        # drop each string's 8-byte length: what is left is the strings back to back
-        keep = np.ones(len(region), dtype=bool)
-        keep[((bounds[:-1] - bounds[0])[:, None] + np.arange(8)).ravel()] = False
-        blob_array = region[keep]
-        blob = blob_array.tobytes()
-        # Each string is valid UTF-8 iff the whole is and every non-empty string starts
-        # on a character (not on a continuation byte 10xxxxxx).
-        starts = blob_array[offsets[:-1][lengths > 0]]
+        blob[offsets[i]:offsets[i + 1]], without making 262k Python strings. GGUFError
+        naming the first string that is not valid UTF-8."""
+        from llmcli._kernels import pack_strings
+
+        blob, offsets, split_char = pack_strings(self._buf, self._bounds)
+        # Each string is valid UTF-8 iff the whole is and none starts inside a character.
         try:
             blob.decode("utf-8")
-            whole = not np.any((starts & 0xC0) == 0x80)
+            whole = split_char < 0
         except UnicodeDecodeError:
             whole = False
         if not whole:
@@ -161,7 +152,7 @@ class StringArray(Sequence):
 
     def tolist(self):
         """Every string, decoded in one pass (far faster than indexing one by one)."""
-        buf, bounds = self._buf, self._bounds
+        buf, bounds = self._buf, self._bounds.tolist()
         try:
             return [buf[start + 8:end].decode("utf-8") for start, end in zip(bounds, bounds[1:])]
         except UnicodeDecodeError:
@@ -387,25 +378,16 @@ class _Parser:
         return values
 
     def string_array(self, n, key):
-        """Walk the n length-prefixed strings once, recording where each begins. This loop
-        is the hot path for a vocabulary, so it does the bare minimum per string; an
-        overlong length shows up as the next read failing or as the end check below."""
-        buf, pos, unpack = self.buf, self.pos, _U64.unpack_from
-        bounds = [0] * (n + 1)  # bounds[i]: offset of string i's u64 length; [n]: end
-        i = 0
-        try:
-            for i in range(n):
-                bounds[i] = pos
-                pos += 8 + unpack(buf, pos)[0]
-        except (struct.error, OverflowError):
-            raise GGUFError(f"key {key!r}: string {i} of {n} starts past the end of the "
-                            "file (a length before it is wrong, or the file is truncated)") from None
-        if pos > self.size:
-            raise GGUFError(f"key {key!r}: string {n - 1} of {n} runs past the end of the "
-                            "file (truncated?)")
-        bounds[n] = pos
-        self.pos = pos
-        return StringArray(buf, bounds, key)
+        """Find where each of the n length-prefixed strings begins (in C: a vocabulary
+        has up to 262k of them); nothing is decoded until read."""
+        from llmcli._kernels import string_bounds
+
+        bounds, bad = string_bounds(self.buf, self.pos, n)
+        if bad >= 0:
+            raise GGUFError(f"key {key!r}: string {bad} of {n} runs past the end of the file "
+                            "(its length is wrong, or the file is truncated)")
+        self.pos = int(bounds[-1])
+        return StringArray(self.buf, bounds, key)
 
     def tensor_info(self, index):
         name = self.string(f"tensor {index} name")

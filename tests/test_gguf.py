@@ -204,6 +204,55 @@ def test_string_array_packed_bytes_and_utf8_checks(tmp_path):
             m[key].packed()
 
 
+def _walk_strings(buf, pos, n):
+    """The plain walk the C one replaces: (bounds, -1), or (None, first string that runs
+    past the end)."""
+    bounds = []
+    for i in range(n):
+        if len(buf) - pos < 8:
+            return None, i
+        length = int.from_bytes(buf[pos:pos + 8], "little")
+        if length > len(buf) - pos - 8:
+            return None, i
+        bounds.append(pos)
+        pos += 8 + length
+    return bounds + [pos], -1
+
+
+def test_string_walk_and_packing_in_c_match_a_plain_walk():
+    from llmcli._kernels import pack_strings, string_bounds
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(0, 12))
+        pieces = [bytes(rng.integers(0, 256, int(rng.integers(0, 6)), dtype=np.uint8))
+                  for _ in range(n)]
+        lead = bytes(rng.integers(0, 256, int(rng.integers(0, 4)), dtype=np.uint8))
+        buf = lead + b"".join(string(p) for p in pieces)
+        if trial % 3 == 1 and buf:   # cut anywhere, even inside a length
+            buf = buf[:int(rng.integers(0, len(buf)))]
+        if trial % 3 == 2 and n:     # one length far too long, up to 2^64 - 1
+            at = len(lead) + sum(8 + len(p) for p in pieces[:n // 2])
+            huge = [len(buf), 2**63, 2**64 - 1][int(rng.integers(0, 3))]
+            buf = buf[:at] + huge.to_bytes(8, "little") + buf[at + 8:]
+        expected, bad = _walk_strings(buf, len(lead), n) if len(lead) <= len(buf) else (None, None)
+        if bad is None:
+            continue
+        bounds, got_bad = string_bounds(buf, len(lead), n)
+        assert got_bad == bad
+        if bad >= 0:
+            assert bounds is None
+            continue
+        assert bounds.tolist() == expected
+        blob, offsets, split = pack_strings(buf, bounds)
+        assert blob == b"".join(pieces)
+        assert offsets.tolist() == np.cumsum([0] + [len(p) for p in pieces]).tolist()
+        starts_inside = [i for i, p in enumerate(pieces) if p and p[0] & 0xC0 == 0x80]
+        assert split == (starts_inside[0] if starts_inside else -1)
+    with pytest.raises(ValueError):
+        string_bounds(b"abc", 4, 1)
+
+
 # --- the real models -------------------------------------------------------------------
 
 def test_smollm2_matches_reference_notes(smollm2_path):
@@ -354,7 +403,7 @@ BROKEN = {
                                  "key 'k' array length .* is impossible"),
     "string in array 2^60 long": (
         one_kv("k", VT.ARRAY, u32(VT.STRING) + u64(3) + string("a") + string("b", BIG) + string("c")),
-        "key 'k': string 2 of 3 starts past the end"),
+        "key 'k': string 1 of 3 runs past the end"),
     "last string in array too long": (
         one_kv("k", VT.ARRAY, u32(VT.STRING) + u64(2) + string("a") + string("b", 99)),
         "key 'k': string 1 of 2 runs past the end"),

@@ -1,0 +1,54 @@
+# GGUF string arrays (csrc/gguf_strings.h): where each of a vocabulary's strings lies in
+# the mapped file, and its strings packed back to back. llmcli/gguf.py checks the rest.
+from libc.stdint cimport int64_t, uint8_t
+
+import numpy as _np
+
+cdef extern from "gguf_strings.h" nogil:
+    int64_t gguf_string_bounds(const uint8_t *buf, int64_t size, int64_t pos, int64_t n,
+                               int64_t *bounds)
+    int64_t gguf_pack_strings(const uint8_t *buf, const int64_t *bounds, int64_t n,
+                              uint8_t *blob, int64_t *offsets)
+
+
+def string_bounds(buf, int64_t pos, int64_t n):
+    """(bounds, bad) for n length-prefixed strings from byte `pos` of buf: bounds is
+    int64[n + 1] (string i's u64 length at bounds[i], its bytes up to bounds[i + 1]);
+    bad is -1, or the index of the first string that runs past the end of buf (bounds
+    is then None)."""
+    cdef const uint8_t[::1] view = buf
+    cdef int64_t size = view.shape[0]
+    if n < 0 or not 0 <= pos <= size:
+        raise ValueError(f"string_bounds: n = {n}, pos = {pos} outside 0..{size}")
+    bounds = _np.empty(n + 1, dtype=_np.int64)
+    cdef int64_t[::1] out = bounds
+    cdef const uint8_t *base = &view[0] if size else NULL
+    cdef int64_t bad
+    if size == 0:
+        bad = 0 if n else -1
+        out[0] = pos
+    else:
+        with nogil:
+            bad = gguf_string_bounds(base, size, pos, n, &out[0])
+    return (bounds, -1) if bad < 0 else (None, bad)
+
+
+def pack_strings(buf, bounds):
+    """(blob, offsets, split): the strings at `bounds` (from string_bounds) back to back,
+    string i being blob[offsets[i]:offsets[i + 1]]; split is -1, or the first non-empty
+    string that starts inside a UTF-8 character (see gguf_strings.h)."""
+    cdef const uint8_t[::1] view = buf
+    cdef const int64_t[::1] b = bounds
+    cdef int64_t n = b.shape[0] - 1
+    if n < 0 or b[0] < 0 or b[n] > view.shape[0] or b[n] - b[0] < 8 * n:
+        raise ValueError("pack_strings: bounds do not lie in the buffer")
+    blob = bytearray(b[n] - b[0] - 8 * n)
+    offsets = _np.empty(n + 1, dtype=_np.int64)
+    cdef uint8_t[::1] blob_view = blob
+    cdef int64_t[::1] off = offsets
+    cdef uint8_t dummy = 0
+    cdef int64_t split
+    with nogil:
+        split = gguf_pack_strings(&view[0] if n else NULL, &b[0], n,
+                                  &blob_view[0] if blob_view.shape[0] else &dummy, &off[0])
+    return bytes(blob), offsets, split
