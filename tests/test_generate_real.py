@@ -265,3 +265,20 @@ def test_cli_gemma3_raw_by_default_and_greedy_equals_reference(gemma3_path, tmp_
     out = json.loads(proc.stdout)
     assert out["options"]["mode"] == "raw" and out["prompt_tokens"] == prompt["ids"]
     assert out["tokens"] == prompt["greedy_ids"][:n]
+
+
+# Start-up: what a raw completion must not import. Jinja (chat templates only) and
+# numpy.ma (pulled in by np.unique / np.union1d) each cost ~20-30 ms of every start.
+NOT_AT_START = ("jinja2", "numpy.ma", "llmcli.chat")
+
+
+@pytest.mark.parametrize("extra", [[], ["--repeat-penalty", "1.2"]])
+def test_cli_raw_completion_imports_no_template_engine(smollm2_path, extra):
+    code = ("import sys\nfrom llmcli.cli import main\n"
+            "sys.argv = ['llm', 'generate', '-m', sys.argv[1], '-n', '4', '--raw', *sys.argv[2:], 'Hi']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print([m for m in {NOT_AT_START!r} if m in sys.modules], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, str(smollm2_path), *extra],
+                          capture_output=True, env=llm_env(), timeout=300)
+    assert proc.stdout, proc.stderr
+    assert proc.stderr.decode().strip().splitlines()[-1] == "[]"
