@@ -32,3 +32,28 @@ def test_in_cache_groups_are_the_matrices_a_decode_step_reads(model, request):
         names = [f"blk.{i // 4}.{name}.weight" for name in decode_bandwidth.PROJECTIONS[projection]]
         assert [gguf_file.tensors[n].shape[0] for n in names] == [k] * len(names)
         assert [w.shape[0] for w, _ in group] == [gguf_file.tensors[n].shape[1] for n in names]
+
+
+@pytest.mark.parametrize("model", ["smollm2_path", "gemma3_path"])
+def test_cold_start_counts_the_kv_rows_the_model_writes(model, request):
+    """cold_start's memory budget counts, per token, the bytes of the K and V rows the
+    loaded model keeps in its caches."""
+    import cold_start
+    from llmcli.model import load
+
+    path = request.getfixturevalue(model)
+    loaded = load(path, n_ctx=8, threads=1)
+    per_token = sum(c[0].nbytes for c in loaded.k_cache + loaded.v_cache)
+    assert cold_start.kv_bytes_per_token(path) == per_token
+
+
+def test_cold_start_fails_in_one_line_on_an_unknown_model():
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "cold_start.py"
+    done = subprocess.run([sys.executable, str(script), "--models", "nosuch", "-r", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "cold_start.py: unknown model 'nosuch'; known models: smollm2, gemma3 "
+        "(or give a path to a .gguf file)"]
