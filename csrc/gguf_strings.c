@@ -38,3 +38,17 @@ int64_t gguf_pack_strings(const uint8_t *buf, const int64_t *bounds, int64_t n, 
     offsets[n] = at;
     return split_char;
 }
+
+int64_t gguf_join_strings(const uint8_t *buf, const int64_t *bounds, int64_t n,
+                          uint8_t separator, uint8_t *out) {
+    int64_t holding = 0;
+    for (int64_t i = 0; i < n; i++) {
+        size_t length = (size_t)(bounds[i + 1] - bounds[i] - 8);
+        const uint8_t *bytes = buf + bounds[i] + 8;
+        if (i > 0) *out++ = separator;
+        holding += length && memchr(bytes, separator, length) != NULL;
+        memcpy(out, bytes, length);
+        out += length;
+    }
+    return holding;
+}

@@ -21,4 +21,10 @@ int64_t gguf_string_bounds(const uint8_t *buf, int64_t size, int64_t pos, int64_
 int64_t gguf_pack_strings(const uint8_t *buf, const int64_t *bounds, int64_t n, uint8_t *blob,
                           int64_t *offsets);
 
+/* The n strings with one `separator` byte between each two: out holds
+ * bounds[n] - bounds[0] - 7 n - 1 bytes (nothing for n = 0). Returns how many strings
+ * hold the separator byte themselves. */
+int64_t gguf_join_strings(const uint8_t *buf, const int64_t *bounds, int64_t n,
+                          uint8_t separator, uint8_t *out);
+
 #endif

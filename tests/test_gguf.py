@@ -191,6 +191,16 @@ def test_string_array_behaves_like_a_list(tmp_path):
         list(s["bad"])
 
 
+def test_string_array_lists_strings_holding_nul_and_empty_arrays(tmp_path):
+    w = GGUFWriter()
+    w.add("nul", ["a\x00b", "", "c"])
+    w.add("one", [""])
+    w.add("none", Typed(VT.ARRAY, [], VT.STRING))
+    m = open_gguf(write(tmp_path, w)).metadata
+    assert m["nul"].tolist() == ["a\x00b", "", "c"] and m["one"].tolist() == [""]
+    assert m["none"].tolist() == []
+
+
 def test_string_array_packed_bytes_and_utf8_checks(tmp_path):
     w = GGUFWriter()
     w.add("s", ["a", "bc", "", UNICODE])
@@ -220,7 +230,7 @@ def _walk_strings(buf, pos, n):
 
 
 def test_string_walk_and_packing_in_c_match_a_plain_walk():
-    from llmcli._kernels import pack_strings, string_bounds
+    from llmcli._kernels import join_strings, pack_strings, string_bounds
 
     rng = np.random.default_rng(7)
     for trial in range(300):
@@ -249,6 +259,10 @@ def test_string_walk_and_packing_in_c_match_a_plain_walk():
         assert offsets.tolist() == np.cumsum([0] + [len(p) for p in pieces]).tolist()
         starts_inside = [i for i, p in enumerate(pieces) if p and p[0] & 0xC0 == 0x80]
         assert split == (starts_inside[0] if starts_inside else -1)
+        separator = int(rng.integers(0, 256))
+        joined, holding = join_strings(buf, bounds, separator)
+        assert joined == bytes([separator]).join(pieces)
+        assert holding == sum(separator in p for p in pieces)
     with pytest.raises(ValueError):
         string_bounds(b"abc", 4, 1)
 

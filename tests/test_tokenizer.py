@@ -147,6 +147,29 @@ def test_pieces_and_bytes(smollm2, gemma3):
     assert gemma3.token_bytes(248) == b"\n" and gemma3.token_piece(248) == "<0x0A>"
 
 
+@pytest.mark.parametrize("odd_piece", [None, "Ġcafé✓"])
+def test_encoder_texts_are_each_tokens_bytes(smollm2, odd_piece):
+    """The bulk unmapping (all pieces at once) against piece_bytes token by token, on
+    SmolLM2's vocabulary, and with one piece outside the byte alphabet (which then keeps
+    its UTF-8), a control token moved to the end and a user-defined token whose plain
+    text is longer than its unmapped bytes."""
+    from llmcli.token_text import encoder_texts, piece_bytes
+
+    vocab = smollm2.vocab
+    pieces, types = list(vocab.pieces), vocab.token_types.copy()
+    if odd_piece is not None:
+        pieces += [odd_piece, pieces[2], "ĠĠ<x>"]
+        types = np.append(types, [1, types[2], 4])
+        types[2] = 1
+    texts = encoder_texts("gpt2", pieces, None, types)
+    assert len(texts) == len(pieces)
+    expected = [piece_bytes("gpt2", piece, kind) for piece, kind in zip(pieces, types)]
+    assert [texts[i] for i in range(len(pieces))] == expected
+    if odd_piece is not None:
+        assert texts[len(pieces) - 3] == odd_piece.encode("utf-8")
+        assert texts[len(pieces) - 1] == "ĠĠ<x>".encode("utf-8")
+
+
 # ---- streaming ----
 
 def _stream(tokenizer, ids):
