@@ -45,7 +45,7 @@ void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float 
  * the KV cache rows the next attention reads) into the cache while it works: the threads
  * share the spans and request a little of them before each tile, so those reads overlap
  * the weight stream instead of stalling the next kernel. */
-#define LLM_MAX_SPANS 4
+#define LLM_MAX_SPANS 8
 typedef struct {
     const void *p;
     size_t bytes;

@@ -1,6 +1,7 @@
 /* rmsnorm, rope, softmax and the gated activations (see ops.h for the contracts).
  * Attention lives in ops_attention.c; the SIMD inner loops in ops_vec*.c. */
 #include <math.h>
+#include <string.h>
 
 #include "ops.h"
 #include "ops_vec.h"
@@ -224,4 +225,13 @@ void ops_add(const float *a, const float *b, float *out, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
+}
+
+void ops_store_heads(const float *rows, int64_t n_tok, int n_heads, int head_dim,
+                     float *cache, int64_t n_ctx, int64_t first) {
+    const size_t bytes = (size_t)head_dim * sizeof(float);
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_heads; h++)
+            memcpy(cache + ((int64_t)h * n_ctx + first + t) * head_dim,
+                   rows + (t * n_heads + h) * head_dim, bytes);
 }

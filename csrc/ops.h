@@ -50,10 +50,19 @@ void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n);
 /* out = a + b elementwise (the residual connection); out may be a or b. */
 void ops_add(const float *a, const float *b, float *out, int64_t n);
 
+/* rows [n_tok, n_heads * head_dim] (a batch's keys or values) into a head-major cache
+ * [n_heads, n_ctx, head_dim] at positions first..first + n_tok - 1 (< n_ctx). */
+void ops_store_heads(const float *rows, int64_t n_tok, int n_heads, int head_dim,
+                     float *cache, int64_t n_ctx, int64_t first);
+
 /* Causal grouped-query attention of n_tok queries over the KV cache.
  *   q:       [n_tok, n_heads * head_dim]
- *   k_cache: [n_ctx, n_kv_heads * head_dim]   (rows 0..max(q_pos) filled)
- *   v_cache: [n_ctx, n_kv_heads * head_dim]
+ *   k_cache, v_cache: head_dim floats per (KV head, position), rows 0..max(q_pos)
+ *            filled; KV head h's row j at cache + h * kv_head_stride + j * kv_row_stride.
+ *            Token-major [n_ctx, n_kv_heads * head_dim]: strides n_kv_heads * head_dim
+ *            and head_dim. Head-major [n_kv_heads, n_ctx, head_dim], as the forward
+ *            keeps them: strides head_dim and n_ctx * head_dim, so each head's rows are
+ *            one contiguous stream (a column of a token-major cache read 1.4-1.9x slower).
  *   q_pos:   [n_tok]  absolute position of each query, 0 <= q_pos[t] < n_ctx
  *   out:     [n_tok, n_heads * head_dim]      (must not overlap the caches)
  * Query head h reads KV head h / (n_heads / n_kv_heads). The query at position p sees
@@ -66,7 +75,7 @@ void ops_add(const float *a, const float *b, float *out, int64_t n);
  * it has tiles keeps its partial results; size it with ops_attention_scratch_len (0 for
  * most calls). With less than that, the call still runs, on fewer pieces. */
 void ops_attention(const float *q, const float *k_cache, const float *v_cache,
-                   const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
+                   int64_t kv_row_stride, int64_t kv_head_stride, const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
                    int head_dim, float scale, int window, float *out,
                    float *probs, int64_t probs_len, float *scratch, int64_t scratch_len);
 

@@ -10,7 +10,7 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
 
 ctypedef struct layer_plan:
-    llm_matrix qkv[3]                  # wq, wk, wv; k and v write into the cache rows
+    llm_matrix qkv[3]                  # wq, wk, wv
     llm_matrix wo
     llm_matrix gate_up[2]              # w_gate, w_up
     llm_matrix w_down
@@ -20,7 +20,7 @@ ctypedef struct layer_plan:
     const float *k_norm
     const float *post_attn_norm        # NULL without post-norms
     const float *post_ffn_norm
-    float *k_cache                     # [n_ctx, n_kv]
+    float *k_cache                     # [n_kv_heads, n_ctx, head_dim] (head-major)
     float *v_cache
     double inv_freq[OPS_MAX_ROPE_PAIRS]  # rope's per-pair rotation speeds
     int window                         # 0: full attention
@@ -67,9 +67,11 @@ cdef llm_matrix _stack_matrix(object owners, object tensor, int64_t k, int64_t n
 cdef class LayerStack:
     """The layers of one model bound to its KV caches and activation buffers.
 
-    LayerStack(config, layer_weights, k_caches, v_caches, buffers) with buffers a dict of
-    float32 arrays of `capacity` rows: x, normed, q, attn, proj [capacity, width] and
-    gate, up [capacity, n_ff]; and pos, int32 [capacity]. run(n, first) takes rows 0..n-1
+    LayerStack(config, layer_weights, k_caches, v_caches, buffers) with the caches
+    float32[n_kv_heads, n_ctx, head_dim] per layer (head-major: ops.h, ops_attention) and
+    buffers a dict of float32 arrays of `capacity` rows: x, normed, q, attn, proj
+    [capacity, width], k, v [capacity, n_kv] (a batch's keys and values before they go into
+    the caches), gate, up [capacity, n_ff]; and pos, int32 [capacity]. run(n, first) takes rows 0..n-1
     of x (the embeddings of tokens at positions first..first+n-1) through every layer,
     writing their keys and values into the caches; x then holds the last layer's output.
 
@@ -85,6 +87,8 @@ cdef class LayerStack:
     cdef float *x
     cdef float *normed
     cdef float *q
+    cdef float *k
+    cdef float *v
     cdef float *attn
     cdef float *proj
     cdef float *gate
@@ -127,13 +131,15 @@ cdef class LayerStack:
                 == self.n_layers):
             raise ValueError("LayerStack: one cache pair, rope base and window per layer")
         self.capacity = _ops_dim(buffers["x"], 0)
-        self.n_ctx = _ops_dim(k_caches[0], 0) if self.n_layers else 0
+        self.n_ctx = _ops_dim(k_caches[0], 1) if self.n_layers else 0
         if self.capacity < 1 or self.n_ctx < 1:
             raise ValueError("LayerStack: empty buffers or caches")
         cap, own = self.capacity, self.owners
         self.x = _stack_floats(own, buffers["x"], (cap, self.n_embd), "x")
         self.normed = _stack_floats(own, buffers["normed"], (cap, self.n_embd), "normed")
         self.q = _stack_floats(own, buffers["q"], (cap, self.n_q), "q")
+        self.k = _stack_floats(own, buffers["k"], (cap, self.n_kv), "k")
+        self.v = _stack_floats(own, buffers["v"], (cap, self.n_kv), "v")
         self.attn = _stack_floats(own, buffers["attn"], (cap, self.n_q), "attn")
         self.proj = _stack_floats(own, buffers["proj"], (cap, self.n_embd), "proj")
         self.gate = _stack_floats(own, buffers["gate"], (cap, self.n_ff), "gate")
@@ -168,7 +174,7 @@ cdef class LayerStack:
         L.gate_up[0] = _stack_matrix(own, lw.w_gate, e, self.n_ff, f"{name} w_gate")
         L.gate_up[1] = _stack_matrix(own, lw.w_up, e, self.n_ff, f"{name} w_up")
         L.w_down = _stack_matrix(own, lw.w_down, self.n_ff, e, f"{name} w_down")
-        L.qkv[0].out, L.wo.out = self.q, self.proj
+        L.qkv[0].out, L.qkv[1].out, L.qkv[2].out, L.wo.out = self.q, self.k, self.v, self.proj
         L.gate_up[0].out, L.gate_up[1].out, L.w_down.out = self.gate, self.up, self.proj
         L.attn_norm = _stack_floats(own, lw.attn_norm.data, (e,), f"{name} attn_norm")
         L.ffn_norm = _stack_floats(own, lw.ffn_norm.data, (e,), f"{name} ffn_norm")
@@ -181,8 +187,9 @@ cdef class LayerStack:
                                              f"{name} post_attn_norm")
             L.post_ffn_norm = _stack_floats(own, lw.post_ffn_norm.data, (e,),
                                             f"{name} post_ffn_norm")
-        L.k_cache = _stack_floats(own, k_cache, (self.n_ctx, self.n_kv), f"{name} k_cache")
-        L.v_cache = _stack_floats(own, v_cache, (self.n_ctx, self.n_kv), f"{name} v_cache")
+        cache_shape = (self.n_kv_heads, self.n_ctx, self.head_dim)
+        L.k_cache = _stack_floats(own, k_cache, cache_shape, f"{name} k_cache")
+        L.v_cache = _stack_floats(own, v_cache, cache_shape, f"{name} v_cache")
         if not rope_base > 0 or window < 0:
             raise ValueError(f"LayerStack: {name}: rope base must be > 0 and window >= 0")
         ops_rope_frequencies(rope_base, self.head_dim, L.inv_freq)
@@ -326,27 +333,32 @@ cdef class LayerStack:
     cdef int _cached_rows(self, const layer_plan *L, int64_t first,
                           llm_span *spans) noexcept nogil:
         """The K and V cache rows already written that this step's attention reads first
-        (rows before `first`, within the window), at most AHEAD_BYTES of each: in a decode
-        step they have been pushed out of the caches by the weights since the last token."""
+        (rows before `first`, within the window), at most AHEAD_BYTES of K and of V, one
+        span per head (as many heads as LLM_MAX_SPANS allows): in a decode step they have
+        been pushed out of the caches by the weights since the last token."""
         cdef int64_t lo = 0 if L.window == 0 else max(0, first - L.window + 1)
-        cdef size_t row_bytes = self.n_kv * sizeof(float)
-        cdef size_t bytes = min(<size_t>(first - lo) * row_bytes, <size_t>AHEAD_BYTES)
+        cdef size_t row_bytes = self.head_dim * sizeof(float)
+        cdef size_t bytes = min(<size_t>(first - lo) * row_bytes,
+                                <size_t>AHEAD_BYTES // <size_t>self.n_kv_heads)
+        cdef int n = 0, h
+        cdef int64_t at
         if bytes == 0:
             return 0
-        spans[0].p, spans[0].bytes = L.k_cache + lo * self.n_kv, bytes
-        spans[1].p, spans[1].bytes = L.v_cache + lo * self.n_kv, bytes
-        return 2
+        for h in range(min(self.n_kv_heads, LLM_MAX_SPANS // 2)):
+            at = (h * self.n_ctx + lo) * self.head_dim
+            spans[n].p, spans[n].bytes = L.k_cache + at, bytes
+            spans[n + 1].p, spans[n + 1].bytes = L.v_cache + at, bytes
+            n += 2
+        return n
 
     cdef void _attention_block(self, layer_plan *L, int64_t n, int64_t first,
                                float *probs, int64_t probs_len) noexcept nogil:
-        # this batch's rows of the KV cache: the k/v projections write there directly
-        cdef float *k = L.k_cache + first * self.n_kv
-        cdef float *v = L.v_cache + first * self.n_kv
+        cdef float *k = self.k
+        cdef float *v = self.v
         # attention rmsnorm
         ops_rmsnorm(self.x, L.attn_norm, self.normed, n, self.n_embd, self.eps)
         # q, k, v projections, while the cache rows the attention will read come in
-        L.qkv[1].out, L.qkv[2].out = k, v
-        cdef llm_span cached[2]
+        cdef llm_span cached[LLM_MAX_SPANS]
         cdef int n_cached = self._cached_rows(L, first, cached)
         self._project(L.qkv, 3, self.n_embd, self.normed, n, self.refine_qkv, cached, n_cached)
         # per-head q/k norms (gemma3)
@@ -356,8 +368,12 @@ cdef class LayerStack:
         # RoPE
         ops_rope(self.q, self.n_heads, k, self.n_kv_heads, self.pos, n, self.head_dim,
                  L.inv_freq, self.neox)
+        # this batch's keys and values into the caches
+        ops_store_heads(k, n, self.n_kv_heads, self.head_dim, L.k_cache, self.n_ctx, first)
+        ops_store_heads(v, n, self.n_kv_heads, self.head_dim, L.v_cache, self.n_ctx, first)
         # attention over the cache (rows 0..first+n-1, within the window if any)
-        ops_attention(self.q, L.k_cache, L.v_cache, self.pos, n, self.n_heads,
+        ops_attention(self.q, L.k_cache, L.v_cache, self.head_dim, self.n_ctx * self.head_dim,
+                      self.pos, n, self.n_heads,
                       self.n_kv_heads, self.head_dim, self.attn_scale, L.window, self.attn,
                       probs, probs_len, NULL if probs != NULL else self.scratch,
                       0 if probs != NULL else self.scratch_len)

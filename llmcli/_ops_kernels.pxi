@@ -25,9 +25,12 @@ cdef extern from "ops.h" nogil:
     void ops_geglu_tanh(const float *gate, const float *up, float *out, int64_t n)
     void ops_add(const float *a, const float *b, float *out, int64_t n)
     void ops_attention(const float *q, const float *k_cache, const float *v_cache,
-                       const int32_t *q_pos, int64_t n_tok, int n_heads, int n_kv_heads,
-                       int head_dim, float scale, int window, float *out,
+                       int64_t kv_row_stride, int64_t kv_head_stride, const int32_t *q_pos,
+                       int64_t n_tok, int n_heads, int n_kv_heads, int head_dim, float scale,
+                       int window, float *out,
                        float *probs, int64_t probs_len, float *scratch, int64_t scratch_len)
+    void ops_store_heads(const float *rows, int64_t n_tok, int n_heads, int head_dim,
+                         float *cache, int64_t n_ctx, int64_t first)
     int64_t ops_attention_scratch_len(const int32_t *q_pos, int64_t n_tok, int n_heads,
                                       int n_kv_heads, int head_dim, int window)
 
@@ -180,16 +183,18 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
     """Causal grouped-query attention of the queries q over the KV cache.
 
     q, out: float32[n_tok, n_heads * head_dim];
-    k_cache, v_cache: float32[n_ctx, n_kv_heads * head_dim];
+    k_cache, v_cache: float32[n_ctx, n_kv_heads * head_dim] (token-major), or
+    float32[n_kv_heads, n_ctx, head_dim] (head-major, as the forward keeps them);
     q_pos: int32[n_tok] absolute positions (the cache must hold rows 0..max(q_pos)).
     Query head h reads KV head h // (n_heads // n_kv_heads). The query at position p sees
     rows j <= p, and with window > 0 only those with p - j < window (window rows,
     itself included). probs, if given: float32[n_heads, n_tok, L] with L > max(q_pos),
     receives the attention weights (zero where masked). out must not overlap the caches."""
     global _attention_scratch
+    cdef int kv_ndim = k_cache.ndim if isinstance(k_cache, np.ndarray) else 2
     cdef const float *qp = _ops_floats("attention: q", q, 2)
-    cdef const float *kp = _ops_floats("attention: k_cache", k_cache, 2)
-    cdef const float *vp = _ops_floats("attention: v_cache", v_cache, 2)
+    cdef const float *kp = _ops_floats("attention: k_cache", k_cache, kv_ndim)
+    cdef const float *vp = _ops_floats("attention: v_cache", v_cache, kv_ndim)
     cdef const int32_t *posp = _ops_ints("attention: q_pos", q_pos)
     cdef float *outp = _ops_floats("attention: out", out, 2, True)
     _ops_check_heads(n_heads, head_dim)
@@ -197,10 +202,18 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
         raise ValueError(f"attention: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
     if window < 0:
         raise ValueError(f"attention: window must be >= 0 (0 = none), got {window}")
-    cdef int64_t n_tok = _ops_dim(q, 0), n_ctx = _ops_dim(k_cache, 0)
+    cdef int64_t n_tok = _ops_dim(q, 0), n_ctx, row_stride, head_stride
+    if kv_ndim == 3:  # head-major
+        n_ctx = _ops_dim(k_cache, 1)
+        kv_shape = (n_kv_heads, n_ctx, head_dim)
+        row_stride, head_stride = head_dim, n_ctx * head_dim
+    else:
+        n_ctx = _ops_dim(k_cache, 0)
+        kv_shape = (n_ctx, <int64_t>n_kv_heads * head_dim)
+        row_stride, head_stride = <int64_t>n_kv_heads * head_dim, head_dim
     _ops_check_shape("attention: q", q, (n_tok, <int64_t>n_heads * head_dim))
-    _ops_check_shape("attention: k_cache", k_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
-    _ops_check_shape("attention: v_cache", v_cache, (n_ctx, <int64_t>n_kv_heads * head_dim))
+    _ops_check_shape("attention: k_cache", k_cache, kv_shape)
+    _ops_check_shape("attention: v_cache", v_cache, kv_shape)
     _ops_check_shape("attention: q_pos", q_pos, (n_tok,))
     _ops_check_shape("attention: out", out, (n_tok, <int64_t>n_heads * head_dim))
     if n_tok == 0:
@@ -216,16 +229,16 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
             raise ValueError(f"attention: probs has shape {probs.shape}, expected "
                              f"({n_heads}, {n_tok}, L) with L > {highest}")
         with nogil:
-            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
-                          window, outp, probsp, probs_len, NULL, 0)
+            ops_attention(qp, kp, vp, row_stride, head_stride, posp, n_tok, n_heads,
+                          n_kv_heads, head_dim, scale, window, outp, probsp, probs_len, NULL, 0)
         return
 
     cdef int64_t need = ops_attention_scratch_len(posp, n_tok, n_heads, n_kv_heads,
                                                   head_dim, window)
     if need == 0:
         with nogil:
-            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
-                          window, outp, NULL, 0, NULL, 0)
+            ops_attention(qp, kp, vp, row_stride, head_stride, posp, n_tok, n_heads,
+                          n_kv_heads, head_dim, scale, window, outp, NULL, 0, NULL, 0)
         return
     cdef float *scratch
     with _attention_scratch_lock:  # one shared scratch: Python threads take turns
@@ -233,5 +246,5 @@ def attention(q, k_cache, v_cache, q_pos, int n_heads, int n_kv_heads, int head_
             _attention_scratch = np.empty(need, dtype=np.float32)
         scratch = <float *>cnp.PyArray_DATA(<cnp.ndarray>_attention_scratch)
         with nogil:
-            ops_attention(qp, kp, vp, posp, n_tok, n_heads, n_kv_heads, head_dim, scale,
-                          window, outp, NULL, 0, scratch, need)
+            ops_attention(qp, kp, vp, row_stride, head_stride, posp, n_tok, n_heads,
+                          n_kv_heads, head_dim, scale, window, outp, NULL, 0, scratch, need)

@@ -49,6 +49,7 @@ cdef extern from "matmul.h" nogil:
     int llm_matmul_can_share(int type_a, int type_b, int64_t n_tok)
     void llm_matmul_many(const llm_matrix *mats, int n_mats, int64_t k, const float *x,
                          int64_t n_tok, void *workspace)
+    enum: LLM_MAX_SPANS
     ctypedef struct llm_span:
         const void *p
         size_t bytes

@@ -70,6 +70,8 @@ class _Buffers:
     x: np.ndarray          # [n, n_embd] residual stream
     normed: np.ndarray     # [n, n_embd] rmsnorm(x); after the last layer: final-normed
     q: np.ndarray          # [n, n_heads * head_dim] queries
+    k: np.ndarray          # [n, n_kv_heads * head_dim] keys, then copied into the cache
+    v: np.ndarray          # [n, n_kv_heads * head_dim] values, likewise
     attn: np.ndarray       # [n, n_heads * head_dim] attention output
     proj: np.ndarray       # [n, n_embd] output of wo, then of w_down
     gate: np.ndarray       # [n, n_ff] w_gate output, then the gated activation
@@ -88,6 +90,8 @@ class _Activations:
             x=np.zeros((capacity, c.n_embd), np.float32),
             normed=np.zeros((capacity, c.n_embd), np.float32),
             q=np.zeros((capacity, c.n_q), np.float32),
+            k=np.zeros((capacity, c.n_kv), np.float32),
+            v=np.zeros((capacity, c.n_kv), np.float32),
             attn=np.zeros((capacity, c.n_q), np.float32),
             proj=np.zeros((capacity, c.n_embd), np.float32),
             gate=np.zeros((capacity, c.n_ff), np.float32),
@@ -126,10 +130,10 @@ class Model:
         self.n_past = 0
         self.attention_probs = None   # after eval(capture_attention=True): per layer probs
         # np.zeros maps untouched pages lazily: a long context costs memory only when used.
-        self.k_cache = [np.zeros((n_ctx, config.n_kv), np.float32)
-                        for _ in range(config.n_layers)]
-        self.v_cache = [np.zeros((n_ctx, config.n_kv), np.float32)
-                        for _ in range(config.n_layers)]
+        # Head-major [n_kv_heads, n_ctx, head_dim]: attention streams each head's rows.
+        cache_shape = (config.n_kv_heads, n_ctx, config.head_dim)
+        self.k_cache = [np.zeros(cache_shape, np.float32) for _ in range(config.n_layers)]
+        self.v_cache = [np.zeros(cache_shape, np.float32) for _ in range(config.n_layers)]
         if n_batch < 1:
             raise InputError(f"batch size must be >= 1, got {n_batch}")
         self._act = _Activations(config, min(n_batch, n_ctx))
@@ -140,7 +144,7 @@ class Model:
             [config.layer_rope_base(i) for i in range(config.n_layers)],
             [config.layer_window(i) for i in range(config.n_layers)],
             {name: getattr(buffers, name)
-             for name in ("x", "normed", "q", "attn", "proj", "gate", "up", "pos")},
+             for name in ("x", "normed", "q", "k", "v", "attn", "proj", "gate", "up", "pos")},
             refine=REFINED_INPUTS.get(config.arch, ()))
 
     # ---- the cache ----

@@ -43,7 +43,7 @@ def test_cold_start_counts_the_kv_rows_the_model_writes(model, request):
 
     path = request.getfixturevalue(model)
     loaded = load(path, n_ctx=8, threads=1)
-    per_token = sum(c[0].nbytes for c in loaded.k_cache + loaded.v_cache)
+    per_token = sum(c.nbytes // loaded.n_ctx for c in loaded.k_cache + loaded.v_cache)
     assert cold_start.kv_bytes_per_token(path) == per_token
 
 

@@ -253,6 +253,40 @@ def test_attention_of_a_query_is_the_same_alone_or_in_a_batch(shape):
         np.testing.assert_array_equal(alone[0], batched[t], err_msg=f"token {t}")
 
 
+def head_major(cache, n_kv, hd):
+    """A token-major cache [n_ctx, n_kv * hd] as the forward keeps it: [n_kv, n_ctx, hd]."""
+    return np.ascontiguousarray(cache.reshape(len(cache), n_kv, hd).transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("n_tok, n_ctx, start, window",
+                         [(1, 700, 650, 0), (6, 24, 11, 5), (1, 3000, 2999, 512), (37, 300, 200, 0)])
+@pytest.mark.parametrize("with_probs", [False, True])
+def test_attention_reads_head_major_caches_as_token_major(shape, n_tok, n_ctx, start, window,
+                                                          with_probs):
+    """The same arithmetic over either layout: bit-identical outputs and weights, for a
+    decode step (split over the threads), a prefill batch and a sliding window."""
+    n_heads, n_kv, hd = SHAPES[shape]
+    q, k_cache, v_cache, q_pos = attention_inputs(n_tok, n_ctx, n_heads, n_kv, hd, start, seed=5)
+    scale = 1 / np.sqrt(hd)
+    want = run_attention(q, k_cache, v_cache, q_pos, n_heads, n_kv, hd, scale, window, with_probs)
+    got = run_attention(q, head_major(k_cache, n_kv, hd), head_major(v_cache, n_kv, hd), q_pos,
+                        n_heads, n_kv, hd, scale, window, with_probs)
+    np.testing.assert_array_equal(got[0], want[0])
+    if with_probs:
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_attention_checks_head_major_shapes():
+    q, k_cache, v_cache, q_pos = attention_inputs(1, 8, 4, 2, 16, start=7)
+    out = np.empty_like(q)
+    k3, v3 = head_major(k_cache, 2, 16), head_major(v_cache, 2, 16)
+    with pytest.raises(ValueError, match="k_cache has shape"):
+        K.attention(q, k3, v3, q_pos, 4, 1, 16, 0.25, 0, out)
+    with pytest.raises(ValueError, match="v_cache must be a C-contiguous float32 array with 3"):
+        K.attention(q, k3, v_cache, q_pos, 4, 2, 16, 0.25, 0, out)
+
+
 @pytest.mark.parametrize("n_ctx, window", [(700, 0), (5000, 0), (5000, 512)])
 def test_attention_long_context_with_rising_scores(n_ctx, window):
     # Keys grow along the cache so each block raises the running max: the rescaling of
