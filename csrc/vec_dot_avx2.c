@@ -341,7 +341,7 @@ TILE_FLOAT(bf16_prefill, LLM_BF16, 3, 4)
 
 /* ---------------------------------------------------------------- table */
 
-llm_tile llm_avx2_k_tile(int weight_type, int decode);  /* vec_dot_avx2_k.c */
+llm_tile llm_avx2_k_tile(int weight_type, int64_t n_tok);  /* vec_dot_avx2_k.c */
 llm_tile llm_avx2_x8_tile(int weight_type);             /* vec_dot_avx2_x8.c */
 
 /* From this many tokens the 8-token interleaved tiles beat one pass per token (a partial
@@ -365,9 +365,8 @@ llm_tile llm_avx2_tile(int weight_type, int64_t n_tok) {
     case LLM_F32: return decode ? llm_rows_tile(f32_decode, 4, 1) : llm_rows_tile(f32_prefill, 3, 4);
     case LLM_F16: return decode ? llm_rows_tile(f16_decode, 4, 1) : llm_rows_tile(f16_prefill, 3, 4);
     case LLM_BF16: return decode ? llm_rows_tile(bf16_decode, 4, 1) : llm_rows_tile(bf16_prefill, 3, 4);
-    /* two tokens (a refined decode step: the activations and their residual) run the
-     * one-token tile twice, the second time over weights already in L1 */
-    default: return llm_avx2_k_tile(weight_type, n_tok <= 2);
+    /* the K super-block formats: tiles for 1, 2 and more tokens (vec_dot_avx2_k.c) */
+    default: return llm_avx2_k_tile(weight_type, n_tok);
     }
 }
 

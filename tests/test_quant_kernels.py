@@ -252,7 +252,7 @@ def test_quantize_row_rejects_non_activation_formats():
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("qtype", WEIGHT_TYPES)
-@pytest.mark.parametrize("n_tok", [1, 3, 8, 13])
+@pytest.mark.parametrize("n_tok", [1, 2, 3, 8, 13])
 def test_matmul_within_activation_quantization_bound(qtype, n_tok, path):
     K.set_kernel_path(path)
     rng = np.random.default_rng(100 * int(qtype) + n_tok)
