@@ -70,10 +70,11 @@ cdef class LayerStack:
     LayerStack(config, layer_weights, k_caches, v_caches, buffers) with the caches
     float32[n_kv_heads, n_ctx, head_dim] per layer (head-major: ops.h, ops_attention) and
     buffers a dict of float32 arrays of `capacity` rows: x, normed, q, attn, proj
-    [capacity, width], k, v [capacity, n_kv] (a batch's keys and values before they go into
-    the caches), gate, up [capacity, n_ff]; and pos, int32 [capacity]. run(n, first) takes rows 0..n-1
-    of x (the embeddings of tokens at positions first..first+n-1) through every layer,
-    writing their keys and values into the caches; x then holds the last layer's output.
+    [capacity, width], k, v [capacity, n_kv] (a batch's keys and values before they go
+    into the caches), gate, up [capacity, n_ff]; and pos, int32 [capacity]. run(n, first)
+    takes rows 0..n-1 of x (the embeddings of tokens at positions first..first+n-1)
+    through every layer, writing their keys and values into the caches; x then holds the
+    last layer's output.
 
     refine names the projections whose input gets about 16-bit precision instead of 8:
     any of "qkv", "wo", "gate_up", "down" (see _multiply_refined).
@@ -373,8 +374,8 @@ cdef class LayerStack:
         ops_store_heads(v, n, self.n_kv_heads, self.head_dim, L.v_cache, self.n_ctx, first)
         # attention over the cache (rows 0..first+n-1, within the window if any)
         ops_attention(self.q, L.k_cache, L.v_cache, self.head_dim, self.n_ctx * self.head_dim,
-                      self.pos, n, self.n_heads,
-                      self.n_kv_heads, self.head_dim, self.attn_scale, L.window, self.attn,
+                      self.pos, n, self.n_heads, self.n_kv_heads, self.head_dim,
+                      self.attn_scale, L.window, self.attn,
                       probs, probs_len, NULL if probs != NULL else self.scratch,
                       0 if probs != NULL else self.scratch_len)
         # output projection
