@@ -13,6 +13,19 @@ cdef extern from "gguf_strings.h" nogil:
                               uint8_t separator, uint8_t *out)
 
 
+cdef int64_t _checked_count(str name, const uint8_t[::1] view, const int64_t[::1] b) except -1:
+    """The number of strings at bounds b, after checking every one lies in the buffer
+    with room for its 8-byte length (so the C copies below stay in bounds whatever the
+    caller passes)."""
+    cdef int64_t n = b.shape[0] - 1, i
+    if n < 0 or b[0] < 0 or b[n] > view.shape[0]:
+        raise ValueError(f"{name}: bounds do not lie in the buffer")
+    for i in range(n):
+        if b[i + 1] - b[i] < 8:
+            raise ValueError(f"{name}: string {i} has no room for its length")
+    return n
+
+
 def string_bounds(buf, int64_t pos, int64_t n):
     """(bounds, bad) for n length-prefixed strings from byte `pos` of buf: bounds is
     int64[n + 1] (string i's u64 length at bounds[i], its bytes up to bounds[i + 1]);
@@ -41,9 +54,7 @@ def pack_strings(buf, bounds):
     string that starts inside a UTF-8 character (see gguf_strings.h)."""
     cdef const uint8_t[::1] view = buf
     cdef const int64_t[::1] b = bounds
-    cdef int64_t n = b.shape[0] - 1
-    if n < 0 or b[0] < 0 or b[n] > view.shape[0] or b[n] - b[0] < 8 * n:
-        raise ValueError("pack_strings: bounds do not lie in the buffer")
+    cdef int64_t n = _checked_count("pack_strings", view, b)
     blob = bytearray(b[n] - b[0] - 8 * n)
     offsets = _np.empty(n + 1, dtype=_np.int64)
     cdef uint8_t[::1] blob_view = blob
@@ -62,9 +73,7 @@ def join_strings(buf, bounds, int separator):
     joined bytes split back into the strings exactly when none does)."""
     cdef const uint8_t[::1] view = buf
     cdef const int64_t[::1] b = bounds
-    cdef int64_t n = b.shape[0] - 1
-    if n < 0 or b[0] < 0 or b[n] > view.shape[0] or b[n] - b[0] < 8 * n:
-        raise ValueError("join_strings: bounds do not lie in the buffer")
+    cdef int64_t n = _checked_count("join_strings", view, b)
     if not 0 <= separator <= 255:
         raise ValueError(f"join_strings: separator {separator} is not a byte")
     if n == 0:

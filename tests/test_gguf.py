@@ -265,6 +265,11 @@ def test_string_walk_and_packing_in_c_match_a_plain_walk():
         assert holding == sum(separator in p for p in pieces)
     with pytest.raises(ValueError):
         string_bounds(b"abc", 4, 1)
+    # bounds that would make the C copies leave the buffer are refused, not followed
+    for bad in ([0, 4, 16], [0, 90, 16], [0, 200, 216], [8, 0], [-8, 0]):
+        for join in (pack_strings, lambda buf, b: join_strings(buf, b, 0)):
+            with pytest.raises(ValueError):
+                join(bytes(100), np.array(bad, dtype=np.int64))
 
 
 # --- the real models -------------------------------------------------------------------
