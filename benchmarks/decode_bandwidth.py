@@ -19,12 +19,22 @@ sum of the groups' times). Decode can go no faster than either bound. On a share
 the second one moves: tenants on the same physical cores take the execution units the
 kernels need, and the probe, which barely computes, does not notice. With --rounds 8 or
 more the report gives the correlation of the rounds' fractions with each bound.
+
+The two bounds combine, group by group, into a ceiling (a roofline): a group takes at
+least the longer of its time in cache (its kernels' speed) and its bytes over the read
+bandwidth, and a step's groups run one after the other (each needs the one before), so
+decode can go no faster than the sum. The report gives the ceiling as a fraction of the
+read bandwidth (what these kernels could reach on this machine at that moment) and
+decode as a fraction of the ceiling (what the step loses beyond the two bounds: memory
+and computation not overlapping, threads waiting for each other, the small kernels
+between the matrices).
 """
 import argparse
 import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,26 +97,44 @@ def decode_groups(path):
     return groups
 
 
-def in_cache_rate(groups, threads):
-    """GB/s of weights multiplied by the decode kernels with the weights in cache, each
-    group in one call where its types share an activation format, as a decode step makes
-    them. A group that fits in the threads' L2 caches is timed whole (repeated calls after
-    two warm-ups); a larger one on the first rows of each matrix, twice as many rows as
-    a second timing, so the call's fixed cost (paid once per group) is not scaled up."""
+def in_cache_seconds(groups, threads):
+    """Per group, the seconds the decode kernels take to multiply its weights held in
+    cache, the group in one call where its types share an activation format, as a decode
+    step makes them. A group that fits in the threads' L2 caches is timed whole (repeated
+    calls after two warm-ups); a larger one on the first rows of each matrix, twice as
+    many rows as a second timing, so the call's fixed cost (paid once per group) is not
+    scaled up."""
     K.set_threads(threads)
-    total_bytes, total_seconds = 0, 0.0
+    seconds = []
     for k, tokens, group in groups:
-        group_bytes = sum(w.nbytes for w, _ in group)
-        share = IN_CACHE_BYTES_PER_THREAD * threads / group_bytes
+        size = sum(w.nbytes for w, _ in group)
+        share = IN_CACHE_BYTES_PER_THREAD * threads / size
         if share >= 1:
-            total_seconds += hot_call_seconds(group, 1.0, k, tokens)
+            seconds.append(hot_call_seconds(group, 1.0, k, tokens))
         else:
             full, half = (hot_call_seconds(group, share, k, tokens),
                           hot_call_seconds(group, share / 2, k, tokens))
-            per_byte = max(full - half, 0.0) / (share / 2 * group_bytes)
-            total_seconds += full + (1 - share) * group_bytes * per_byte
-        total_bytes += group_bytes
-    return total_bytes / total_seconds / 1e9
+            per_byte = max(full - half, 0.0) / (share / 2 * size)
+            seconds.append(full + (1 - share) * size * per_byte)
+    return seconds
+
+
+def group_bytes(groups):
+    """Bytes of weights in each group."""
+    return [sum(w.nbytes for w, _ in group) for _, _, group in groups]
+
+
+def in_cache_rate(groups, seconds):
+    """GB/s of all the groups' weights over their summed in-cache times."""
+    return sum(group_bytes(groups)) / sum(seconds) / 1e9
+
+
+def ceiling_rate(groups, seconds, read_gbs):
+    """GB/s decode could reach at most: each group no faster than its kernels in cache
+    nor than its bytes at the read bandwidth, the groups one after the other."""
+    sizes = group_bytes(groups)
+    step = sum(max(t, size / (read_gbs * 1e9)) for t, size in zip(seconds, sizes))
+    return sum(sizes) / step / 1e9
 
 
 def hot_call_seconds(group, share, k, tokens):
@@ -135,22 +163,34 @@ def hot_call_seconds(group, share, k, tokens):
     return best * sum(w.nbytes for w, _ in group) * share / sum(w.nbytes for w, _ in calls)
 
 
+@dataclass(frozen=True)
+class Round:
+    tg: float          # tokens/s
+    decode: float      # GB/s of weights
+    read: float        # GB/s, the probe
+    in_cache: float    # GB/s, the kernels on weights in cache
+    ceiling: float     # GB/s, the roofline of the two
+
+    @property
+    def fraction(self):
+        return self.decode / self.read
+
+
 def measure(path, threads, n_gen, rounds, buffer):
     model = load(path, n_ctx=n_gen + 32, threads=threads)
     per_token = weight_bytes_per_token(path)
     groups = decode_groups(path)
-    fractions, speeds, probes, in_cache = [], [], [], []
+    rounds_seen = []
     for _ in range(rounds):
         before, _ = read_bandwidth(buffer, threads, 5)  # wall-clock GB/s
-        cached = in_cache_rate(groups, threads)
+        seconds = in_cache_seconds(groups, threads)
         tg = tokens_per_second(model, "tg", n_gen, model.config.n_vocab, 1)["tokens_per_s"]
         after, _ = read_bandwidth(buffer, threads, 5)
         probe = max(before, after)
-        speeds.append(tg)
-        probes.append(probe)
-        in_cache.append(cached)
-        fractions.append(tg * per_token / 1e9 / probe)
-    return per_token, speeds, probes, in_cache, fractions
+        rounds_seen.append(Round(tg, tg * per_token / 1e9, probe,
+                                 in_cache_rate(groups, seconds),
+                                 ceiling_rate(groups, seconds, probe)))
+    return per_token, rounds_seen
 
 
 def main():
@@ -167,27 +207,35 @@ def main():
 
     buffer = np.ones(GiB, np.uint8)  # touched, so the probe reads resident pages
     print(f"{'model':<9}{'threads':>8}{'MB/token':>10}{'tg tok/s':>10}{'decode GB/s':>13}"
-          f"{'read GB/s':>11}{'in cache GB/s':>15}{'fraction (min-max)':>22}")
+          f"{'read GB/s':>11}{'in cache GB/s':>15}{'fraction (min-max)':>22}"
+          f"{'ceiling':>9}{'of ceiling':>12}")
     for name in args.models.split(","):
         local = Path(args.model_dir, f"{name}.gguf") if args.model_dir else None
         path = str(local) if local and local.exists() else str(models.ensure_local(name, quiet=True))
         for threads in [int(t) for t in args.threads.split(",")]:
-            per_token, speeds, probes, in_cache, fractions = measure(
-                path, threads, args.n_gen, args.rounds, buffer)
-            tg = statistics.median(speeds)
-            print(f"{name:<9}{threads:>8}{per_token / 1e6:>10.1f}{tg:>10.1f}"
-                  f"{tg * per_token / 1e9:>13.1f}{statistics.median(probes):>11.1f}"
-                  f"{statistics.median(in_cache):>15.1f}"
+            per_token, rounds = measure(path, threads, args.n_gen, args.rounds, buffer)
+
+            def median(field):
+                return statistics.median(getattr(r, field) for r in rounds)
+
+            fractions = [r.fraction for r in rounds]
+            ceiling = statistics.median(r.ceiling / r.read for r in rounds)
+            of_ceiling = statistics.median(r.decode / r.ceiling for r in rounds)
+            print(f"{name:<9}{threads:>8}{per_token / 1e6:>10.1f}{median('tg'):>10.1f}"
+                  f"{median('decode'):>13.1f}{median('read'):>11.1f}{median('in_cache'):>15.1f}"
                   f"{100 * statistics.median(fractions):>12.0f}% ({100 * min(fractions):.0f}-"
-                  f"{100 * max(fractions):.0f}%)")
+                  f"{100 * max(fractions):.0f}%){100 * ceiling:>8.0f}%{100 * of_ceiling:>11.0f}%")
             if args.rounds_detail:
-                for i, (s, p, c, f) in enumerate(zip(speeds, probes, in_cache, fractions)):
-                    print(f"  round {i + 1}: tg {s:.1f} tok/s, decode {s * per_token / 1e9:.1f}"
-                          f" GB/s, read {p:.1f}, in cache {c:.1f}, fraction {100 * f:.0f}%")
+                for i, r in enumerate(rounds):
+                    print(f"  round {i + 1}: tg {r.tg:.1f} tok/s, decode {r.decode:.1f} GB/s, "
+                          f"read {r.read:.1f}, in cache {r.in_cache:.1f}, ceiling {r.ceiling:.1f}"
+                          f" ({100 * r.ceiling / r.read:.0f}% of read), fraction "
+                          f"{100 * r.fraction:.0f}% ({100 * r.decode / r.ceiling:.0f}% of ceiling)")
             if args.rounds >= 8:  # which bound the fraction follows, round by round
                 print(f"  correlation of the fraction with in cache "
-                      f"{np.corrcoef(fractions, in_cache)[0, 1]:+.2f}, with read "
-                      f"{np.corrcoef(fractions, probes)[0, 1]:+.2f} ({args.rounds} rounds)")
+                      f"{np.corrcoef(fractions, [r.in_cache for r in rounds])[0, 1]:+.2f}, with "
+                      f"read {np.corrcoef(fractions, [r.read for r in rounds])[0, 1]:+.2f} "
+                      f"({args.rounds} rounds)")
             sys.stdout.flush()
 
 

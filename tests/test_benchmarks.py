@@ -34,6 +34,23 @@ def test_in_cache_groups_are_the_matrices_a_decode_step_reads(model, request):
         assert [w.shape[0] for w, _ in group] == [gguf_file.tensors[n].shape[1] for n in names]
 
 
+def test_ceiling_takes_each_group_at_the_slower_of_its_two_bounds():
+    """The roofline: a group held by its kernels counts its in-cache time, a group held by
+    memory its bytes over the read bandwidth, and the step is their sum."""
+    import numpy as np
+
+    def group(n_bytes):
+        return 64, 1, [(np.zeros((1, n_bytes), np.uint8), 8)]
+
+    groups = [group(1_000_000), group(3_000_000)]
+    in_cache = [100e-6, 50e-6]  # 10 GB/s (slower than the read) and 60 GB/s (faster)
+    read_gbs = 20.0             # the second group then takes 3e6 / 20e9 = 150 us
+    assert decode_bandwidth.ceiling_rate(groups, in_cache, read_gbs) == pytest.approx(
+        4e6 / (100e-6 + 150e-6) / 1e9)
+    assert decode_bandwidth.in_cache_rate(groups, in_cache) == pytest.approx(
+        4e6 / 150e-6 / 1e9)
+
+
 @pytest.mark.parametrize("model", ["smollm2_path", "gemma3_path"])
 def test_cold_start_counts_the_kv_rows_the_model_writes(model, request):
     """cold_start's memory budget counts, per token, the bytes of the K and V rows the
