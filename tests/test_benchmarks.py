@@ -34,6 +34,27 @@ def test_in_cache_groups_are_the_matrices_a_decode_step_reads(model, request):
         assert [w.shape[0] for w, _ in group] == [gguf_file.tensors[n].shape[1] for n in names]
 
 
+@pytest.mark.parametrize("model", ["smollm2_path", "gemma3_path"])
+def test_profiled_step_is_the_decode_step_of_eval(model, request):
+    """decode_profile times, part by part, the computation Model.eval makes: the same
+    token after the same prompt gives the same logits, bit for bit."""
+    import numpy as np
+
+    import decode_profile
+    from llmcli.model import load
+
+    loaded = load(request.getfixturevalue(model), n_ctx=8, threads=2)
+    loaded.eval([1, 2])
+    expected = loaded.eval([3])
+    loaded.reset()
+    loaded.eval([1, 2])
+    logits = np.empty((1, loaded.config.n_vocab), np.float32)
+    parts = decode_profile.profiled_step(loaded, 3, logits)
+    assert np.array_equal(logits[0], expected)
+    assert loaded.n_past == 3
+    assert sorted(parts) == ["layers", "other", "output"]
+
+
 def test_ceiling_takes_each_group_at_the_slower_of_its_two_bounds():
     """The roofline: a group held by its kernels counts its in-cache time, a group held by
     memory its bytes over the read bandwidth, and the step is their sum."""

@@ -1,0 +1,145 @@
+"""Where a decode step's time goes, each part next to the least it could take, in one
+process, round after round:
+
+    python benchmarks/decode_profile.py [--models smollm2,gemma3] [--threads 2]
+                                        [--rounds 6] [--steps 32]
+
+A step is timed in its parts, as Model.eval makes them:
+  layers    LayerStack.run: every layer's kernels, in one compiled call
+  output    the output matrix times the final hidden state (the logits)
+  other     the embedding row, the final norm, and the Python between them
+Their floors come from decode_bandwidth.py's roofline: each projection group at the
+slower of its kernels' speed with the weights in cache and its bytes over the read
+bandwidth (the read probe of the same round). The layers' floor leaves out attention and
+the small kernels between the matrices (norms, RoPE, activation, residual).
+
+Then the layers run once more with every layer bound to the weights of layer 0 ("layers,
+one layer's weights"): the same kernels on the same shapes, with weights that stay in the
+L3 cache from one layer to the next. If the layers waited on memory, this would be faster
+than the real layers; if their kernels are what takes the time, it is not.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import decode_bandwidth as bandwidth  # noqa: E402  (this folder)
+from bench_kernels import read_bandwidth  # noqa: E402
+from llmcli import _kernels as K  # noqa: E402
+from llmcli.model import REFINED_INPUTS, load  # noqa: E402
+
+GiB = 1 << 30
+BUFFERS = ("x", "normed", "q", "k", "v", "attn", "proj", "gate", "up", "pos")
+
+
+def one_weight_stack(model):
+    """The model's layer stack with every layer bound to layer 0's weights (and to the
+    model's own caches and buffers)."""
+    c = model.config
+    return K.LayerStack(
+        c, [model.weights.layers[0]] * c.n_layers, model.k_cache, model.v_cache,
+        [c.layer_rope_base(i) for i in range(c.n_layers)],
+        [c.layer_window(i) for i in range(c.n_layers)],
+        {name: getattr(model._act.buffers, name) for name in BUFFERS},
+        refine=REFINED_INPUTS.get(c.arch, ()))
+
+
+def profiled_step(model, token, logits):
+    """One decode step of `token`, as Model.eval makes it, its logits into `logits`
+    (1, n_vocab); returns the seconds of its parts."""
+    c, w = model.config, model.weights
+    start = time.perf_counter()
+    batch = model._act.batch(1)
+    K.get_rows(w.token_embd.data, w.token_embd.type, np.array([token], np.int32), batch.x)
+    if c.embd_scale != 1.0:
+        np.multiply(batch.x, np.float32(c.embd_scale), out=batch.x)
+    embedded = time.perf_counter()
+    model._layers.run(1, model.n_past, None)
+    layered = time.perf_counter()
+    K.rmsnorm(batch.x, w.output_norm.data, c.rms_eps, batch.normed)
+    model.n_past += 1
+    normed = time.perf_counter()
+    model._output(slice(0, 1), logits)
+    done = time.perf_counter()
+    return {"layers": layered - embedded, "output": done - normed,
+            "other": (embedded - start) + (normed - layered)}
+
+
+def timed_steps(model, n_steps):
+    """Median seconds of each part over n_steps decode steps (positions 1..n_steps)."""
+    logits = np.empty((1, model.config.n_vocab), np.float32)
+    model.reset()
+    model.eval([1])
+    steps = [profiled_step(model, 2 + i, logits) for i in range(n_steps)]
+    return {part: statistics.median(step[part] for step in steps) for part in steps[0]}
+
+
+def layer_seconds(model, stack, n_steps):
+    """Median seconds of one run of the stack over one token (positions 1..n_steps),
+    each from the same embedding."""
+    x = model._act.buffers.x
+    first = model.embedding([2])
+    times = []
+    for pos in range(1, n_steps + 1):
+        x[:1] = first
+        start = time.perf_counter()
+        stack.run(1, pos)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile(path, threads, rounds, n_steps, buffer):
+    model = load(path, n_ctx=n_steps + 8, threads=threads)
+    groups = bandwidth.decode_groups(path)
+    sizes = bandwidth.group_bytes(groups)
+    one_weight = one_weight_stack(model)
+    for r in range(rounds):
+        read = read_bandwidth(buffer, threads, 3)[0]
+        hot = bandwidth.in_cache_seconds(groups, threads)
+        floors = [max(t, size / (read * 1e9)) for t, size in zip(hot, sizes)]
+        parts = timed_steps(model, n_steps)
+        real = layer_seconds(model, model._layers, n_steps)
+        cached = layer_seconds(model, one_weight, n_steps)
+        step = sum(parts.values())
+        print(f"  round {r + 1}: read {read:.1f} GB/s | step {step * 1e3:.2f} ms "
+              f"(floor {sum(floors) * 1e3:.2f}) | layers {parts['layers'] * 1e3:.2f} "
+              f"(floor {sum(floors[:-1]) * 1e3:.2f}) | output {parts['output'] * 1e3:.2f} "
+              f"(floor {floors[-1] * 1e3:.2f}, {sizes[-1] / parts['output'] / 1e9:.1f} GB/s) "
+              f"| other {parts['other'] * 1e6:.0f} us | layers alone {real * 1e3:.2f}, one "
+              f"layer's weights {cached * 1e3:.2f}")
+        sys.stdout.flush()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="smollm2,gemma3")
+    parser.add_argument("--model-dir", default=os.environ.get("LLMCLI_TEST_MODEL_DIR", ""))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=32)
+    args = parser.parse_args()
+    from llmcli import models
+
+    buffer = np.ones(GiB, np.uint8)  # touched, so the probe reads resident pages
+    for name in args.models.split(","):
+        local = Path(args.model_dir, f"{name}.gguf") if args.model_dir else None
+        path = str(local) if local and local.exists() else str(models.ensure_local(name, quiet=True))
+        print(f"{name}, {args.threads} threads (ms per decode step, median of {args.steps})")
+        profile(path, args.threads, args.rounds, args.steps, buffer)
+
+
+if __name__ == "__main__":
+    from llmcli.errors import LLMError
+
+    try:
+        main()
+    except LLMError as exc:  # an unknown model, a bad file: one line, not a traceback
+        sys.exit(f"{Path(__file__).name}: {exc}")
