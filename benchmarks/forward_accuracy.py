@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's llmcli and test helpers
 from golden import metrics  # noqa: E402
 
 from llmcli.model import load  # noqa: E402
