@@ -1,5 +1,5 @@
-"""Where a decode step's time goes, each part next to the least it could take, in one
-process, round after round:
+"""Where a decode step's time goes, each part next to the least it could take, measured
+round after round in one process.
 
     python benchmarks/decode_profile.py [--models smollm2,gemma3] [--threads 2]
                                         [--rounds 6] [--steps 32]
@@ -96,8 +96,9 @@ def layer_seconds(model, stack, n_steps):
     return statistics.median(times)
 
 
-def profile(path, threads, rounds, n_steps, buffer):
+def profile(name, path, threads, rounds, n_steps, buffer):
     model = load(path, n_ctx=n_steps + 8, threads=threads)
+    print(f"{name}, {threads} threads (ms per decode step, median of {n_steps})")
     groups = bandwidth.decode_groups(path)
     sizes = bandwidth.group_bytes(groups)
     one_weight = one_weight_stack(model)
@@ -132,8 +133,7 @@ def main():
     for name in args.models.split(","):
         local = Path(args.model_dir, f"{name}.gguf") if args.model_dir else None
         path = str(local) if local and local.exists() else str(models.ensure_local(name, quiet=True))
-        print(f"{name}, {args.threads} threads (ms per decode step, median of {args.steps})")
-        profile(path, args.threads, args.rounds, args.steps, buffer)
+        profile(name, path, args.threads, args.rounds, args.steps, buffer)
 
 
 if __name__ == "__main__":
