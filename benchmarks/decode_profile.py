@@ -13,10 +13,11 @@ slower of its kernels' speed with the weights in cache and its bytes over the re
 bandwidth (the read probe of the same round). The layers' floor leaves out attention and
 the small kernels between the matrices (norms, RoPE, activation, residual).
 
-Then the layers run once more with every layer bound to the weights of layer 0 ("layers,
-one layer's weights"): the same kernels on the same shapes, with weights that stay in the
-L3 cache from one layer to the next. If the layers waited on memory, this would be faster
-than the real layers; if their kernels are what takes the time, it is not.
+Then the layers run alone twice, back to back: as they are ("layers alone"), and with
+every layer bound to the weights of layer 0 ("one layer's weights"): the same kernels on
+the same shapes, with weights that stay in the L3 cache from one layer to the next. If
+the layers waited on memory, the second would be much faster than the first; if their
+kernels are what takes the time, it is not.
 """
 import argparse
 import os
@@ -34,22 +35,15 @@ if str(REPO) not in sys.path:
 import decode_bandwidth as bandwidth  # noqa: E402  (this folder)
 from bench_kernels import read_bandwidth  # noqa: E402
 from llmcli import _kernels as K  # noqa: E402
-from llmcli.model import REFINED_INPUTS, load  # noqa: E402
+from llmcli.model import load  # noqa: E402
 
 GiB = 1 << 30
-BUFFERS = ("x", "normed", "q", "k", "v", "attn", "proj", "gate", "up", "pos")
 
 
 def one_weight_stack(model):
     """The model's layer stack with every layer bound to layer 0's weights (and to the
     model's own caches and buffers)."""
-    c = model.config
-    return K.LayerStack(
-        c, [model.weights.layers[0]] * c.n_layers, model.k_cache, model.v_cache,
-        [c.layer_rope_base(i) for i in range(c.n_layers)],
-        [c.layer_window(i) for i in range(c.n_layers)],
-        {name: getattr(model._act.buffers, name) for name in BUFFERS},
-        refine=REFINED_INPUTS.get(c.arch, ()))
+    return model._layer_stack([model.weights.layers[0]] * model.config.n_layers)
 
 
 def profiled_step(model, token, logits):

@@ -137,15 +137,19 @@ class Model:
         if n_batch < 1:
             raise InputError(f"batch size must be >= 1, got {n_batch}")
         self._act = _Activations(config, min(n_batch, n_ctx))
-        # the layers run in one compiled call, bound to the caches and activation buffers
-        buffers = self._act.buffers
-        self._layers = K.LayerStack(
-            config, weights.layers, self.k_cache, self.v_cache,
-            [config.layer_rope_base(i) for i in range(config.n_layers)],
-            [config.layer_window(i) for i in range(config.n_layers)],
+        self._layers = self._layer_stack(weights.layers)
+
+    def _layer_stack(self, layer_weights):
+        """The layers in one compiled call (llmcli/_forward.pxi) over these per-layer
+        weights, bound to this model's caches and activation buffers."""
+        c, buffers = self.config, self._act.buffers
+        return K.LayerStack(
+            c, layer_weights, self.k_cache, self.v_cache,
+            [c.layer_rope_base(i) for i in range(c.n_layers)],
+            [c.layer_window(i) for i in range(c.n_layers)],
             {name: getattr(buffers, name)
              for name in ("x", "normed", "q", "k", "v", "attn", "proj", "gate", "up", "pos")},
-            refine=REFINED_INPUTS.get(config.arch, ()))
+            refine=REFINED_INPUTS.get(c.arch, ()))
 
     # ---- the cache ----
 
