@@ -129,12 +129,15 @@ def in_cache_rate(groups, seconds):
     return sum(group_bytes(groups)) / sum(seconds) / 1e9
 
 
+def group_floors(groups, seconds, read_gbs):
+    """Per group, the least time it can take: no less than its kernels' time in cache
+    (`seconds`) nor than its bytes at the read bandwidth."""
+    return [max(t, size / (read_gbs * 1e9)) for t, size in zip(seconds, group_bytes(groups))]
+
+
 def ceiling_rate(groups, seconds, read_gbs):
-    """GB/s decode could reach at most: each group no faster than its kernels in cache
-    nor than its bytes at the read bandwidth, the groups one after the other."""
-    sizes = group_bytes(groups)
-    step = sum(max(t, size / (read_gbs * 1e9)) for t, size in zip(seconds, sizes))
-    return sum(sizes) / step / 1e9
+    """GB/s decode could reach at most: every group at its floor, one after the other."""
+    return sum(group_bytes(groups)) / sum(group_floors(groups, seconds, read_gbs)) / 1e9
 
 
 def hot_call_seconds(group, share, k, tokens):

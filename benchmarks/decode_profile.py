@@ -47,18 +47,15 @@ def one_weight_stack(model):
 
 
 def profiled_step(model, token, logits):
-    """One decode step of `token`, as Model.eval makes it, its logits into `logits`
-    (1, n_vocab); returns the seconds of its parts."""
-    c, w = model.config, model.weights
+    """One decode step of `token`, made of Model.eval's own parts, its logits into
+    `logits` (1, n_vocab); returns the seconds of its parts."""
     start = time.perf_counter()
     batch = model._act.batch(1)
-    K.get_rows(w.token_embd.data, w.token_embd.type, np.array([token], np.int32), batch.x)
-    if c.embd_scale != 1.0:
-        np.multiply(batch.x, np.float32(c.embd_scale), out=batch.x)
+    model._embed(np.array([token], np.int32), batch.x)
     embedded = time.perf_counter()
     model._layers.run(1, model.n_past, None)
     layered = time.perf_counter()
-    K.rmsnorm(batch.x, w.output_norm.data, c.rms_eps, batch.normed)
+    model._final_norm(batch)
     model.n_past += 1
     normed = time.perf_counter()
     model._output(slice(0, 1), logits)
@@ -94,12 +91,12 @@ def profile(name, path, threads, rounds, n_steps, buffer):
     model = load(path, n_ctx=n_steps + 8, threads=threads)
     print(f"{name}, {threads} threads (ms per decode step, median of {n_steps})")
     groups = bandwidth.decode_groups(path)
-    sizes = bandwidth.group_bytes(groups)
+    output_bytes = bandwidth.group_bytes(groups)[-1]
     one_weight = one_weight_stack(model)
     for r in range(rounds):
         read = read_bandwidth(buffer, threads, 3)[0]
         hot = bandwidth.in_cache_seconds(groups, threads)
-        floors = [max(t, size / (read * 1e9)) for t, size in zip(hot, sizes)]
+        floors = bandwidth.group_floors(groups, hot, read)
         parts = timed_steps(model, n_steps)
         real = layer_seconds(model, model._layers, n_steps)
         cached = layer_seconds(model, one_weight, n_steps)
@@ -107,7 +104,7 @@ def profile(name, path, threads, rounds, n_steps, buffer):
         print(f"  round {r + 1}: read {read:.1f} GB/s | step {step * 1e3:.2f} ms "
               f"(floor {sum(floors) * 1e3:.2f}) | layers {parts['layers'] * 1e3:.2f} "
               f"(floor {sum(floors[:-1]) * 1e3:.2f}) | output {parts['output'] * 1e3:.2f} "
-              f"(floor {floors[-1] * 1e3:.2f}, {sizes[-1] / parts['output'] / 1e9:.1f} GB/s) "
+              f"(floor {floors[-1] * 1e3:.2f}, {output_bytes / parts['output'] / 1e9:.1f} GB/s) "
               f"| other {parts['other'] * 1e6:.0f} us | layers alone {real * 1e3:.2f}, one "
               f"layer's weights {cached * 1e3:.2f}")
         sys.stdout.flush()

@@ -201,10 +201,8 @@ class Model:
         embedding rows, scaled as the forward scales them (read-only look-up, for
         `llm explain`; the cache is untouched)."""
         ids = self._checked_ids_in_vocab(ids)
-        w, out = self.weights.token_embd, np.empty((len(ids), self.config.n_embd), np.float32)
-        K.get_rows(w.data, w.type, ids, out)
-        if self.config.embd_scale != 1.0:
-            out *= np.float32(self.config.embd_scale)
+        out = np.empty((len(ids), self.config.n_embd), np.float32)
+        self._embed(ids, out)
         return out
 
     def _checked_ids(self, ids):
@@ -235,22 +233,31 @@ class Model:
     def _forward(self, ids, probs=None):
         """Run the layers over ids at positions n_past.., leaving the final-normed hidden
         states in the `normed` buffer, and advance n_past."""
-        c, w = self.config, self.weights
         n = len(ids)
         act = self._act.batch(n)
-        x = act.x
         # token embeddings
-        K.get_rows(w.token_embd.data, w.token_embd.type, ids, x)
-        if c.embd_scale != 1.0:
-            x *= np.float32(c.embd_scale)
+        self._embed(ids, act.x)
         # every layer (llmcli/_forward.pxi): rmsnorm, q/k/v projections (+ per-head q/k
         # norms for gemma3), RoPE, attention over the cache, output projection (+ post-norm),
         # residual; rmsnorm, gate/up projections, gated activation, down projection
         # (+ post-norm), residual
         self._layers.run(n, self.n_past, probs)
         # final norm
-        K.rmsnorm(x, w.output_norm.data, c.rms_eps, act.normed)
+        self._final_norm(act)
         self.n_past += n
+
+    def _embed(self, ids, out):
+        """The embedding rows of int32 ids into out [len(ids), n_embd], scaled as the
+        model wants them (gemma3 multiplies by sqrt(n_embd))."""
+        w, scale = self.weights.token_embd, self.config.embd_scale
+        K.get_rows(w.data, w.type, ids, out)
+        if scale != 1.0:
+            out *= np.float32(scale)
+
+    def _final_norm(self, act):
+        """The last layer's output (act.x) normed into act.normed, ready for the logits."""
+        c = self.config
+        K.rmsnorm(act.x, self.weights.output_norm.data, c.rms_eps, act.normed)
 
     def _output(self, rows, logits):
         """Logits of the batch rows `rows` (final-normed hidden states) into logits."""
