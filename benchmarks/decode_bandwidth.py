@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench_kernels import read_bandwidth  # noqa: E402  (the same probe, this folder)
+from bench_kernels import model_path, read_bandwidth  # noqa: E402  (this folder)
 from llmcli import _kernels as K  # noqa: E402
 from llmcli import gguf  # noqa: E402
 from llmcli.model import load  # noqa: E402
@@ -206,15 +206,12 @@ def main():
     parser.add_argument("--rounds-detail", action="store_true",
                         help="print every round's figures")
     args = parser.parse_args()
-    from llmcli import models
-
+    paths = {name: model_path(name, args.model_dir) for name in args.models.split(",")}
     buffer = np.ones(GiB, np.uint8)  # touched, so the probe reads resident pages
     print(f"{'model':<9}{'threads':>8}{'MB/token':>10}{'tg tok/s':>10}{'decode GB/s':>13}"
           f"{'read GB/s':>11}{'in cache GB/s':>15}{'fraction (min-max)':>22}"
           f"{'ceiling':>9}{'of ceiling':>12}")
-    for name in args.models.split(","):
-        local = Path(args.model_dir, f"{name}.gguf") if args.model_dir else None
-        path = str(local) if local and local.exists() else str(models.ensure_local(name, quiet=True))
+    for name, path in paths.items():
         for threads in [int(t) for t in args.threads.split(",")]:
             per_token, rounds = measure(path, threads, args.n_gen, args.rounds, buffer)
 

@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import decode_bandwidth as bandwidth  # noqa: E402  (this folder)
-from bench_kernels import read_bandwidth  # noqa: E402
+from bench_kernels import model_path, read_bandwidth  # noqa: E402
 from llmcli import _kernels as K  # noqa: E402
 from llmcli.model import load  # noqa: E402
 
@@ -118,12 +118,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=32)
     args = parser.parse_args()
-    from llmcli import models
-
+    paths = {name: model_path(name, args.model_dir) for name in args.models.split(",")}
     buffer = np.ones(GiB, np.uint8)  # touched, so the probe reads resident pages
-    for name in args.models.split(","):
-        local = Path(args.model_dir, f"{name}.gguf") if args.model_dir else None
-        path = str(local) if local and local.exists() else str(models.ensure_local(name, quiet=True))
+    for name, path in paths.items():
         profile(name, path, args.threads, args.rounds, args.steps, buffer)
 
 
